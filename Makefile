@@ -1,0 +1,44 @@
+# ark-assets — the README's commands. Everything installs into .venv from the package registries.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := data
+export DAGSTER_HOME := $(CURDIR)/$(DATA)/dagster_home
+
+.PHONY: demo test lint ui bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first: pip takes the local CPU wheel; any other spec would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/ark demo
+
+lint: install
+	$(BIN)/ruff check ark_assets ark_assets_tests
+	$(BIN)/ruff format --check ark_assets ark_assets_tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(BIN)/python -m ark_assets.bench
+
+clean:
+	rm -rf $(DATA)

@@ -1,0 +1,1 @@
+"""ark-assets: a Dagster asset graph that turns doctor-patient dialogues into ask-or-tell models."""

@@ -1,0 +1,228 @@
+"""Ingest: arrived dialogue files → validated dialogues, quarantine, MedArk-keyed dialogues."""
+
+import pickle
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata
+from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.resources import ArtifactStore, DialogueInbox, Warehouse
+from ark_assets.lib import tables
+from ark_assets.lib.artifacts import atomic_write_bytes
+from ark_assets.lib.dialogues import Limits
+from ark_assets.lib.formats import count_records
+from ark_assets.lib.inbox import land
+from ark_assets.lib.ingest import ingest_batch
+from ark_assets.lib.tagging import COLLISION, DUPLICATE, medark_tagged_dict, tag_frames
+
+GROUP = "ingest"
+RECORDS_ACCOUNTED = "records_accounted"
+DIALOGUES_ACCOUNTED = "dialogues_accounted"
+CONVERSATION_ID_UNIQUE = "conversation_id_unique"
+# Raw dialogue text may carry personal data until de-identification (compliance layer).
+PHI_TAGS = {"ark/phi": "raw"}
+_BATCH_TABLE = {"partition_expr": "batch"}
+_LOGGED_REJECTIONS = 20
+
+
+class IngestConfig(dg.Config):
+    max_turn_chars: int = Field(
+        default=Limits.max_turn_chars, description="Longer turns are quarantined."
+    )
+    max_turns: int = Field(default=Limits.max_turns, description="Longer dialogues are quarantined.")
+
+
+@dg.multi_asset(
+    outs={
+        "raw_dialogues": dg.AssetOut(
+            description="Accepted dialogues of one arrived file, one row per dialogue.",
+            code_version="1",
+            metadata={**_BATCH_TABLE, "dagster/column_schema": column_schema(tables.RAW_DIALOGUES)},
+            tags=PHI_TAGS,
+            kinds={"polars", "duckdb"},
+        ),
+        "quarantined_records": dg.AssetOut(
+            description="Every record of the file that broke a rule, with the rule and a fix.",
+            code_version="1",
+            metadata={
+                **_BATCH_TABLE,
+                "dagster/column_schema": column_schema(tables.QUARANTINED_RECORDS),
+            },
+            tags=PHI_TAGS,
+            kinds={"polars", "duckdb"},
+        ),
+    },
+    partitions_def=dialogue_batches,
+    group_name=GROUP,
+    check_specs=[
+        dg.AssetCheckSpec(
+            RECORDS_ACCOUNTED,
+            asset="raw_dialogues",
+            blocking=True,
+            description="Records read (counted independently) = accepted + quarantined.",
+        )
+    ],
+)
+def raw_dialogues(context: dg.AssetExecutionContext, config: IngestConfig, inbox: DialogueInbox):
+    """Reads the batch's file (landing it on first read), validates every record and splits
+    them into accepted dialogues and quarantined records."""
+    batch = context.partition_key
+    name, data, digest = land(batch, Path(inbox.path), Path(inbox.landing_path))
+    limits = Limits(max_turn_chars=config.max_turn_chars, max_turns=config.max_turns)
+    frames = ingest_batch(batch, name, data, digest, limits, datetime.now(UTC))
+    for rejection in frames.result.rejections[:_LOGGED_REJECTIONS]:
+        context.log.warning(
+            f"{name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"
+        )
+    read = count_records(name, data)
+    accepted, quarantined = frames.accepted.height, frames.quarantined.height
+    counts = {"records_read": read, "accepted": accepted, "quarantined": quarantined}
+    yield dg.Output(
+        frames.accepted,
+        output_name="raw_dialogues",
+        metadata={
+            **table_metadata(frames.accepted, tables.RAW_DIALOGUES),
+            **counts,
+            "source_file": name,
+            "file_sha256": digest,
+            "source_format": frames.result.source_format,
+            "languages": dg.MetadataValue.json(
+                dict(frames.accepted.group_by("language").len().iter_rows())
+            ),
+        },
+    )
+    yield dg.Output(
+        frames.quarantined,
+        output_name="quarantined_records",
+        metadata={
+            **table_metadata(frames.quarantined, tables.QUARANTINED_RECORDS),
+            **counts,
+            "rules": dg.MetadataValue.json(frames.rule_counts),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=RECORDS_ACCOUNTED,
+        asset_key="raw_dialogues",
+        passed=read == accepted + quarantined,
+        metadata=counts,
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "tagged_dialogues": dg.AssetOut(
+            description=(
+                "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
+                "colliding dialogues kept under <key>~<digest prefix>."
+            ),
+            code_version="1",
+            metadata={
+                **_BATCH_TABLE,
+                "dagster/column_schema": column_schema(tables.TAGGED_DIALOGUES),
+            },
+            tags=PHI_TAGS,
+            kinds={"polars", "duckdb"},
+        ),
+        "tag_collisions": dg.AssetOut(
+            description="Every record that did not get its own plain MedArk key, and why.",
+            code_version="1",
+            metadata={
+                **_BATCH_TABLE,
+                "dagster/column_schema": column_schema(tables.TAG_COLLISIONS),
+            },
+            kinds={"polars", "duckdb"},
+        ),
+    },
+    ins={"raw_dialogues": dg.AssetIn()},
+    partitions_def=dialogue_batches,
+    group_name=GROUP,
+    # Reads the other batches' keys and writes its own: two batches tagged at once could both
+    # claim one key, so these steps run one at a time (pool limit 1 in dagster.yaml).
+    pool="duckdb",
+    check_specs=[
+        dg.AssetCheckSpec(
+            CONVERSATION_ID_UNIQUE,
+            asset="tagged_dialogues",
+            blocking=True,
+            description="conversation_id is unique in the batch and across all batches.",
+        ),
+        dg.AssetCheckSpec(
+            DIALOGUES_ACCOUNTED,
+            asset="tagged_dialogues",
+            blocking=True,
+            description="Accepted dialogues = tagged rows + collapsed duplicates.",
+        ),
+    ],
+)
+def tagged_dialogues(
+    context: dg.AssetExecutionContext, raw_dialogues: pl.DataFrame, warehouse: Warehouse
+):
+    """Computes the MedArk key of every accepted dialogue, against the keys already held by
+    other batches, and records each collision and collapsed duplicate."""
+    batch = context.partition_key
+    others = warehouse.read(
+        "tagged_dialogues",
+        "select conversation_id, medark_key, dialogue_sha256, batch from {table} where batch <> ?",
+        [batch],
+    )
+    if others is None:
+        others = tables.frame([], tables.TAGGED_DIALOGUES)
+    tagged, collisions = tag_frames(batch, raw_dialogues, others)
+    kinds = collisions["kind"]
+    n_collisions, n_duplicates = (kinds == COLLISION).sum(), (kinds == DUPLICATE).sum()
+    counts = {"collisions": int(n_collisions), "duplicates_collapsed": int(n_duplicates)}
+    yield dg.Output(
+        tagged,
+        output_name="tagged_dialogues",
+        metadata={**table_metadata(tagged, tables.TAGGED_DIALOGUES), **counts},
+    )
+    yield dg.Output(
+        collisions,
+        output_name="tag_collisions",
+        metadata={**table_metadata(collisions, tables.TAG_COLLISIONS), **counts},
+    )
+    reused = tagged.join(others, on="conversation_id", how="semi").height
+    duplicated = tagged.height - tagged["conversation_id"].n_unique()
+    yield dg.AssetCheckResult(
+        check_name=CONVERSATION_ID_UNIQUE,
+        asset_key="tagged_dialogues",
+        passed=reused == 0 and duplicated == 0,
+        metadata={"repeated_in_batch": duplicated, "held_by_other_batches": reused},
+    )
+    yield dg.AssetCheckResult(
+        check_name=DIALOGUES_ACCOUNTED,
+        asset_key="tagged_dialogues",
+        passed=raw_dialogues.height == tagged.height + n_duplicates,
+        metadata={"accepted": raw_dialogues.height, "tagged": tagged.height, **counts},
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version="1",
+    kinds={"python", "file"},
+    tags=PHI_TAGS,
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def tagged_pkl(
+    context: dg.AssetExecutionContext, tagged_dialogues: pl.DataFrame, artifacts: ArtifactStore
+) -> dg.MaterializeResult:
+    """MedArk's tagged.pkl: a pickled ``dict[conversation key -> list of turn dicts]`` over all
+    batches, loadable by MedArk's own stages (plain keys are byte-identical to theirs)."""
+    entries = medark_tagged_dict(tagged_dialogues)
+    path = artifacts.path("exports", "tagged.pkl")
+    atomic_write_bytes(path, pickle.dumps(entries, protocol=4))
+    disambiguated = sum("~" in key for key in entries)
+    context.log.info(f"wrote {len(entries)} dialogues to {path}")
+    return dg.MaterializeResult(
+        metadata={
+            **file_metadata(path),
+            "entries": len(entries),
+            "disambiguated_entries": disambiguated,
+            "batches": tagged_dialogues["batch"].n_unique(),
+        }
+    )

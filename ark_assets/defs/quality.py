@@ -1,0 +1,27 @@
+"""Turning row-contract results (lib.gx) into Dagster asset check results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from ark_assets.lib.gx import run_suite
+
+
+def gx_check(
+    frame: pl.DataFrame, suite: str, expectations: list[Any], **result_kwargs: Any
+) -> dg.AssetCheckResult:
+    """Run a GX suite; the check fails with the failing expectations in its metadata."""
+    result = run_suite(frame, suite, expectations)
+    return dg.AssetCheckResult(
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows": frame.height,
+            "expectations_evaluated": result.evaluated,
+            "failed_expectations": dg.MetadataValue.json(result.failed),
+        },
+        **result_kwargs,
+    )

@@ -1,0 +1,140 @@
+"""Resources and the warehouse IO manager, configured from the environment.
+
+Every setting has a working local default under ``ARK_DATA_DIR`` (default ``data/``); when the
+environment variable is set it is wired as a ``dg.EnvVar`` so the UI shows where a value came
+from. Nothing secret has a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import polars as pl
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb_polars import DuckDBPolarsIOManager
+from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
+
+from ark_assets.lib import warehouse
+
+WAREHOUSE_SCHEMA = "ark"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ARK_DATA_DIR", "data")).resolve()
+
+
+def _setting(env_name: str, default: str) -> Any:
+    return dg.EnvVar(env_name) if env_name in os.environ else default
+
+
+class _LockedDuckDbClient(DuckDbClient):
+    """DuckDB client whose connections are exclusive and transactional (lib.warehouse)."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, _) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(context.resource_config["database"]) as conn:
+            yield conn
+
+    @staticmethod
+    def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
+        # The stock client catches the missing-table error, which would abort our transaction.
+        if warehouse.table_exists(connection, table_slice.schema, table_slice.table):
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
+
+
+class _TypedPolarsHandler(DuckDBPolarsTypeHandler):
+    """Stores empty frames too, so a table with no rows yet (no quarantine) still exists."""
+
+    def handle_output(self, context, table_slice: TableSlice, obj: pl.DataFrame, connection):
+        if obj.is_empty():
+            empty = obj.to_arrow()  # noqa: F841  (read by name in the SQL below)
+            connection.execute(
+                f"create table if not exists {table_slice.schema}.{table_slice.table} "
+                "as select * from empty"
+            )
+            context.add_output_metadata({"row_count": 0})
+            return
+        super().handle_output(context, table_slice, obj, connection)
+
+
+class WarehouseIOManager(DuckDBPolarsIOManager):
+    """Polars frames in the DuckDB warehouse, one writer at a time, each write atomic."""
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [_TypedPolarsHandler()]
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            db_client=_LockedDuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="WarehouseIOManager",
+        )
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Direct SQL access to the warehouse, for assets that query across partitions."""
+
+    database: str
+    schema_name: str = WAREHOUSE_SCHEMA
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(self.database) as conn:
+            yield conn
+
+    def read(self, table: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame | None:
+        """Run ``sql`` (which may name ``{table}``) if the table exists; None otherwise."""
+        with self.connect() as conn:
+            if not warehouse.table_exists(conn, self.schema_name, table):
+                return None
+            qualified = f"{self.schema_name}.{table}"
+            return conn.execute(sql.format(table=qualified), list(params)).pl()
+
+
+class DialogueInbox(dg.ConfigurableResource):
+    """The drop folder for dialogue files and the landing area that keeps what arrived."""
+
+    path: str
+    landing_path: str
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Root folder for file artifacts (exports, indexes, checkpoints, reports)."""
+
+    root: str
+
+    def path(self, *parts: str) -> Path:
+        return Path(self.root, *parts)
+
+
+def build_resources(root: Path | None = None) -> dict[str, Any]:
+    """The resource set for the environment's data directory, or for ``root`` (tests)."""
+    base = root or data_dir()
+    setting = _setting if root is None else (lambda _env_name, default: default)
+    database = setting("ARK_WAREHOUSE", str(base / "warehouse.duckdb"))
+    return {
+        "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
+        "warehouse": Warehouse(database=database),
+        "inbox": DialogueInbox(
+            path=setting("ARK_INBOX_DIR", str(base / "inbox")),
+            landing_path=str(base / "landing"),
+        ),
+        "artifacts": ArtifactStore(root=str(base / "artifacts")),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=build_resources())
