@@ -22,6 +22,7 @@ from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
 
 from ark_assets.lib import warehouse
+from ark_assets.lib.dialogues import Limits
 
 WAREHOUSE_SCHEMA = "ark"
 
@@ -30,8 +31,15 @@ def data_dir() -> Path:
     return Path(os.environ.get("ARK_DATA_DIR", "data")).resolve()
 
 
-def _setting(env_name: str, default: str) -> Any:
-    return dg.EnvVar(env_name) if env_name in os.environ else default
+def _setting(env_name: str, default: Any) -> Any:
+    """``dg.EnvVar`` when the variable is set (typed like ``default``), else ``default``."""
+    if env_name not in os.environ:
+        return default
+    return dg.EnvVar.int(env_name) if isinstance(default, int) else dg.EnvVar(env_name)
+
+
+def _default(_env_name: str, default: Any) -> Any:
+    return default
 
 
 class _LockedDuckDbClient(DuckDbClient):
@@ -110,6 +118,16 @@ class DialogueInbox(dg.ConfigurableResource):
     landing_path: str
 
 
+class IngestRules(dg.ConfigurableResource):
+    """Bounds a dialogue must respect to be accepted; shared by the ingest asset and its checks."""
+
+    max_turn_chars: int = Limits.max_turn_chars
+    max_turns: int = Limits.max_turns
+
+    def limits(self) -> Limits:
+        return Limits(max_turn_chars=self.max_turn_chars, max_turns=self.max_turns)
+
+
 class ArtifactStore(dg.ConfigurableResource):
     """Root folder for file artifacts (exports, indexes, checkpoints, reports)."""
 
@@ -122,7 +140,7 @@ class ArtifactStore(dg.ConfigurableResource):
 def build_resources(root: Path | None = None) -> dict[str, Any]:
     """The resource set for the environment's data directory, or for ``root`` (tests)."""
     base = root or data_dir()
-    setting = _setting if root is None else (lambda _env_name, default: default)
+    setting = _setting if root is None else _default
     database = setting("ARK_WAREHOUSE", str(base / "warehouse.duckdb"))
     return {
         "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
@@ -130,6 +148,10 @@ def build_resources(root: Path | None = None) -> dict[str, Any]:
         "inbox": DialogueInbox(
             path=setting("ARK_INBOX_DIR", str(base / "inbox")),
             landing_path=str(base / "landing"),
+        ),
+        "ingest_rules": IngestRules(
+            max_turn_chars=setting("ARK_MAX_TURN_CHARS", Limits.max_turn_chars),
+            max_turns=setting("ARK_MAX_TURNS", Limits.max_turns),
         ),
         "artifacts": ArtifactStore(root=str(base / "artifacts")),
     }

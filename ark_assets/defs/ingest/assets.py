@@ -6,14 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata
 from ark_assets.defs.partitions import dialogue_batches
-from ark_assets.defs.resources import ArtifactStore, DialogueInbox, Warehouse
+from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules, Warehouse
 from ark_assets.lib import tables
 from ark_assets.lib.artifacts import atomic_write_bytes
-from ark_assets.lib.dialogues import Limits
 from ark_assets.lib.formats import count_records
 from ark_assets.lib.inbox import land
 from ark_assets.lib.ingest import ingest_batch
@@ -27,13 +25,6 @@ CONVERSATION_ID_UNIQUE = "conversation_id_unique"
 PHI_TAGS = {"ark/phi": "raw"}
 _BATCH_TABLE = {"partition_expr": "batch"}
 _LOGGED_REJECTIONS = 20
-
-
-class IngestConfig(dg.Config):
-    max_turn_chars: int = Field(
-        default=Limits.max_turn_chars, description="Longer turns are quarantined."
-    )
-    max_turns: int = Field(default=Limits.max_turns, description="Longer dialogues are quarantined.")
 
 
 @dg.multi_asset(
@@ -67,13 +58,14 @@ class IngestConfig(dg.Config):
         )
     ],
 )
-def raw_dialogues(context: dg.AssetExecutionContext, config: IngestConfig, inbox: DialogueInbox):
+def raw_dialogues(
+    context: dg.AssetExecutionContext, inbox: DialogueInbox, ingest_rules: IngestRules
+):
     """Reads the batch's file (landing it on first read), validates every record and splits
     them into accepted dialogues and quarantined records."""
     batch = context.partition_key
     name, data, digest = land(batch, Path(inbox.path), Path(inbox.landing_path))
-    limits = Limits(max_turn_chars=config.max_turn_chars, max_turns=config.max_turns)
-    frames = ingest_batch(batch, name, data, digest, limits, datetime.now(UTC))
+    frames = ingest_batch(batch, name, data, digest, ingest_rules.limits(), datetime.now(UTC))
     for rejection in frames.result.rejections[:_LOGGED_REJECTIONS]:
         context.log.warning(
             f"{name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"

@@ -6,7 +6,8 @@ import polars as pl
 
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.quality import gx_check
-from ark_assets.lib.dialogues import Limits, Rule
+from ark_assets.defs.resources import IngestRules
+from ark_assets.lib.dialogues import Rule
 from ark_assets.lib.language import SUPPORTED_LANGUAGES
 
 RAW_DIALOGUES_CONTRACT = "raw_dialogues_contract"
@@ -25,7 +26,9 @@ _HEX64 = r"^[0-9a-f]{64}$"
     description="Required fields present, language in zh/en, turn count within bounds, "
     "one row per record.",
 )
-def raw_dialogues_contract(raw_dialogues: pl.DataFrame) -> dg.AssetCheckResult:
+def raw_dialogues_contract(
+    raw_dialogues: pl.DataFrame, ingest_rules: IngestRules
+) -> dg.AssetCheckResult:
     required = ("batch", "source_file", "file_sha256", "record_index", "turns_json", "language")
     return gx_check(
         raw_dialogues,
@@ -34,7 +37,7 @@ def raw_dialogues_contract(raw_dialogues: pl.DataFrame) -> dg.AssetCheckResult:
             *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in required),
             gxe.ExpectColumnValuesToBeInSet(column="language", value_set=SUPPORTED_LANGUAGES),
             gxe.ExpectColumnValuesToBeBetween(
-                column="n_turns", min_value=1, max_value=Limits.max_turns
+                column="n_turns", min_value=1, max_value=ingest_rules.max_turns
             ),
             gxe.ExpectColumnValuesToBeUnique(column="record_index"),
         ],

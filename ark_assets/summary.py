@@ -1,0 +1,45 @@
+"""What the warehouse holds, for the demo's closing summary and `ark summary`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ark_assets.lib.warehouse import table_exists, warehouse_lock
+
+_COUNTS = {
+    "dialogues accepted": "select count(*) from ark.raw_dialogues",
+    "records quarantined": "select count(*) from ark.quarantined_records",
+    "dialogues tagged": "select count(*) from ark.tagged_dialogues",
+    "key collisions (kept)": "select count(*) from ark.tag_collisions where kind = 'collision'",
+    "exact duplicates collapsed": "select count(*) from ark.tag_collisions where kind = 'duplicate'",
+}
+
+
+def warehouse_counts(database: Path) -> dict[str, int]:
+    if not database.exists():
+        return {}
+    counts: dict[str, int] = {}
+    with warehouse_lock(database), duckdb.connect(str(database), read_only=True) as conn:
+        for label, sql in _COUNTS.items():
+            table = sql.split(" from ark.")[1].split()[0]
+            if table_exists(conn, "ark", table):
+                row = conn.execute(sql).fetchone()
+                counts[label] = int(row[0]) if row else 0
+    if "dialogues accepted" in counts and "records quarantined" in counts:
+        counts = {
+            "dialogues read": counts["dialogues accepted"] + counts["records quarantined"],
+            **counts,
+        }
+    return counts
+
+
+def rules_quarantined(database: Path) -> dict[str, int]:
+    with warehouse_lock(database), duckdb.connect(str(database), read_only=True) as conn:
+        if not table_exists(conn, "ark", "quarantined_records"):
+            return {}
+        rows = conn.execute(
+            "select rule, count(*) from ark.quarantined_records group by 1 order by 2 desc"
+        ).fetchall()
+    return {rule: int(n) for rule, n in rows}

@@ -1,0 +1,61 @@
+"""The inbox sensor registers each new content once and requests its ingest run."""
+
+import dagster as dg
+
+from ark_assets.defs.ingest.sensors import dialogue_inbox_sensor
+from ark_assets_tests.conftest import BAD_INPUTS, Platform
+
+
+class SensorTicks:
+    """Evaluates the sensor tick after tick, carrying its cursor like the daemon does."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.cursor: str | None = None
+
+    def tick(self) -> dg.SensorResult | dg.SkipReason:
+        context = dg.build_sensor_context(
+            instance=self.platform.instance,
+            resources={"inbox": self.platform.resources["inbox"]},
+            cursor=self.cursor,
+        )
+        result = dialogue_inbox_sensor(context)
+        self.cursor = context.cursor
+        if isinstance(result, dg.SensorResult):
+            for request in result.dynamic_partitions_requests or []:
+                self.platform.instance.add_dynamic_partitions(
+                    request.partitions_def_name, list(request.partition_keys or [])
+                )
+        return result
+
+
+def test_new_same_renamed_and_modified_files(platform: Platform) -> None:
+    ticks = SensorTicks(platform)
+    source = BAD_INPUTS / "06_duplicates.jsonl"
+    platform.drop(source)
+    first = ticks.tick()
+    assert isinstance(first, dg.SensorResult)
+    (key,) = first.dynamic_partitions_requests[0].partition_keys
+    assert [(r.partition_key, r.run_key) for r in first.run_requests] == [(key, key)]
+    assert dialogue_inbox_sensor.job_name == "ingest_job"
+
+    assert isinstance(ticks.tick(), dg.SkipReason)  # same file again
+
+    (platform.inbox / "renamed.jsonl").write_bytes(source.read_bytes())
+    assert isinstance(ticks.tick(), dg.SkipReason)  # same content, other name
+
+    (platform.inbox / source.name).write_bytes(source.read_bytes() + b"\n")
+    modified = ticks.tick()
+    assert isinstance(modified, dg.SensorResult)
+    (new_key,) = modified.dynamic_partitions_requests[0].partition_keys
+    assert new_key != key and new_key.startswith("06_duplicates.jsonl__")
+    assert sorted(platform.instance.get_dynamic_partitions("dialogue_batches")) == sorted(
+        [key, new_key]
+    )
+
+
+def test_in_flight_uploads_wait(platform: Platform) -> None:
+    platform.inbox.mkdir(parents=True)
+    (platform.inbox / ".upload.jsonl.tmp").write_text("{}")
+    (platform.inbox / "upload.jsonl.part").write_text("{}")
+    assert isinstance(SensorTicks(platform).tick(), dg.SkipReason)

@@ -1,0 +1,125 @@
+"""Real processes against one warehouse: concurrent batches, and a kill -9 mid-materialization.
+
+These run the `dagster asset materialize` CLI with the repo's instance config, as a user or a
+backfill would, so the file lock, the transactions and the `duckdb` pool are all exercised.
+"""
+
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ark_assets.bench.dialogues import write_jsonl
+from ark_assets.lib.inbox import copy_into
+from ark_assets_tests.conftest import SAMPLES
+
+REPO = Path(__file__).resolve().parents[3]
+INGEST = "raw_dialogues,quarantined_records,tagged_dialogues,tag_collisions"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(home), "ARK_DATA_DIR": str(tmp_path / "data")}
+
+
+def _register(env: dict[str, str], files: list[Path]) -> list[str]:
+    from ark_assets.defs.ingest.sensors import dialogue_inbox_sensor
+    from ark_assets.defs.resources import DialogueInbox
+
+    data = Path(env["ARK_DATA_DIR"])
+    copy_into(data / "inbox", files)
+    inbox = DialogueInbox(path=str(data / "inbox"), landing_path=str(data / "landing"))
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        result = dialogue_inbox_sensor(
+            dg.build_sensor_context(instance=instance, resources={"inbox": inbox})
+        )
+        assert isinstance(result, dg.SensorResult)
+        keys = list(result.dynamic_partitions_requests[0].partition_keys or [])
+        instance.add_dynamic_partitions("dialogue_batches", keys)
+    return keys
+
+
+def _materialize(env: dict[str, str], key: str, *extra: str) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize",
+        "-m", "ark_assets.definitions", "--select", INGEST, "--partition", key, *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _rows(env: dict[str, str], sql: str) -> list[tuple]:
+    database = Path(env["ARK_DATA_DIR"]) / "warehouse.duckdb"
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_two_batches_materialize_at_once_without_lock_errors(env: dict[str, str]) -> None:
+    keys = _register(
+        env, [SAMPLES / "dialogues_zh_sample.jsonl", SAMPLES / "dialogues_en_sample.jsonl"]
+    )
+    runs = [_materialize(env, key) for key in keys]  # default multiprocess executor
+    outputs = [run.communicate(timeout=300)[0].decode() for run in runs]
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-3000:]
+        assert "Could not set lock" not in output
+    counts = dict(_rows(env, "select batch, count(*) from ark.tagged_dialogues group by 1"))
+    assert counts == {key: 300 for key in keys}
+
+
+def _lock_is_held(env: dict[str, str]) -> bool:
+    lock = Path(env["ARK_DATA_DIR"]) / "warehouse.duckdb.lock"
+    if not lock.exists():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def test_kill_9_during_a_warehouse_write_then_rerun(env: dict[str, str], tmp_path: Path) -> None:
+    big = write_jsonl(tmp_path / "big.jsonl", 5_000)
+    (key,) = _register(env, [big])
+    in_process = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
+    first = _materialize(env, key, *in_process)
+    assert first.wait(timeout=300) == 0
+    expected = _rows(env, f"select count(*) from ark.raw_dialogues where batch = '{key}'")
+
+    victim = _materialize(env, key, *in_process)
+    deadline = time.monotonic() + 240
+    while not _lock_is_held(env) and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert victim.poll() is None, "the re-run finished before it could be interrupted"
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    for table in ("raw_dialogues", "tagged_dialogues"):
+        # The interrupted transaction rolled back: the batch is whole, never half-written.
+        sql = (
+            f"select count(*), count(distinct record_index) from ark.{table} where batch = '{key}'"
+        )
+        assert _rows(env, sql) == [(expected[0][0], expected[0][0])]
+    rerun = _materialize(env, key, *in_process)
+    assert rerun.wait(timeout=300) == 0
+    sql = f"select count(*), count(distinct record_index) from ark.raw_dialogues where batch = '{key}'"
+    assert _rows(env, sql) == [(5_000, 5_000)] == [(expected[0][0], expected[0][0])]
