@@ -80,7 +80,10 @@ def materialize_graph(
     definitions: dg.Definitions, instance: dg.DagsterInstance, resources: dict[str, Any]
 ) -> int:
     """Materialize every stretch; returns the number of runs launched."""
-    everything = [*(definitions.assets or []), *(definitions.asset_checks or [])]
+    everything = [
+        *(a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)),
+        *(definitions.asset_checks or []),
+    ]
     runs = 0
     for stretch in stretches(definitions):
         selection = dg.AssetSelection.assets(*stretch.keys)

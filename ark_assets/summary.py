@@ -12,8 +12,8 @@ _COUNTS = {
     "dialogues accepted": "select count(*) from ark.raw_dialogues",
     "records quarantined": "select count(*) from ark.quarantined_records",
     "dialogues tagged": "select count(*) from ark.tagged_dialogues",
-    "key collisions (kept)": "select count(*) from ark.tag_collisions where kind = 'collision'",
-    "exact duplicates collapsed": "select count(*) from ark.tag_collisions where kind = 'duplicate'",
+    "key collisions (kept)": "select count(*) from ark.tag_collisions where kind='collision'",
+    "exact duplicates collapsed": "select count(*) from ark.tag_collisions where kind='duplicate'",
 }
 
 

@@ -16,7 +16,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def _sample_dialogues() -> list[dict]:
-    records = []
+    records: list[dict] = []
     for name in ("dialogues_zh_sample.jsonl", "dialogues_en_sample.jsonl"):
         with (SAMPLES / name).open(encoding="utf-8") as handle:
             records.extend(json.loads(line) for line in handle if line.strip())

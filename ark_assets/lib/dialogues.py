@@ -9,6 +9,7 @@ every file ``records read = accepted + quarantined``.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ RESERVED_TOKENS = (
     "<tool_response>",
     "</tool_response>",
 )
+_TURN_KEY_SET = frozenset(TURN_KEYS)
+_RESERVED = re.compile("|".join(re.escape(token) for token in RESERVED_TOKENS))
 
 
 class Rule:
@@ -121,7 +124,10 @@ def excerpt_of(raw: Any) -> str:
 
 def is_blank(text: str) -> bool:
     """True for text made only of whitespace and invisible format characters (e.g. U+200B)."""
-    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)
+    stripped = text.strip()
+    if stripped and unicodedata.category(stripped[0]) != "Cf":
+        return False  # the common case, decided without scanning the text
+    return all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in stripped)
 
 
 def validate_record(
@@ -192,7 +198,7 @@ def _validate_turn(index: int, turn: Any, limits: Limits) -> dict[str, str]:
             f"turn {index} must be an object with 'patient' and 'doctor', "
             f"got {type(turn).__name__}",
         )
-    if set(turn) != set(TURN_KEYS):
+    if turn.keys() != _TURN_KEY_SET:
         raise RecordError(
             Rule.WRONG_KEYS,
             f"turn {index} has keys {list(turn)}; a turn has exactly 'patient' and 'doctor' "
@@ -213,14 +219,14 @@ def _validate_turn(index: int, turn: Any, limits: Limits) -> dict[str, str]:
                 f"turn {index} '{key}' has {len(text)} characters, over the limit of "
                 f"{limits.max_turn_chars} (Limits.max_turn_chars)",
             )
-        for token in RESERVED_TOKENS:
-            if token in text:
-                raise RecordError(
-                    Rule.RESERVED_TOKEN,
-                    f"turn {index} '{key}' contains the chat-template token {token!r}, which "
-                    "would be read as a control token in training data",
-                )
-    return dict(turn)
+        reserved = _RESERVED.search(text)
+        if reserved:
+            raise RecordError(
+                Rule.RESERVED_TOKEN,
+                f"turn {index} '{key}' contains the chat-template token {reserved.group()!r}, "
+                "which would be read as a control token in training data",
+            )
+    return turn
 
 
 def _language(declared: Any, turns: list[dict[str, str]]) -> tuple[str, bool]:

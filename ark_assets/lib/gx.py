@@ -17,7 +17,8 @@ import polars as pl
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-import great_expectations as gx
+import great_expectations as gx  # the analytics default above must be set before this import
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
@@ -32,7 +33,7 @@ class SuiteResult:
 def run_suite(frame: pl.DataFrame, name: str, expectations: list[Any]) -> SuiteResult:
     """Validate ``frame`` against ``expectations``; failures keyed by ``type:column``."""
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(globally=False)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     unique = f"{name}_{uuid.uuid4().hex[:8]}"
     batch = (
         context.data_sources.add_pandas(unique)

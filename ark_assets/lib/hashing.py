@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,12 +25,14 @@ def dialogue_sha256(turns: Sequence[Mapping[str, str]]) -> str:
     Two records are exact duplicates when this digest matches; two records *collide* when their
     ``medark_key`` matches but this digest does not.
     """
-    canonical = json.dumps(
-        [[turn["patient"], turn["doctor"]] for turn in turns],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    digest = hashlib.sha256()
+    for turn in turns:
+        for text in (turn["patient"], turn["doctor"]):
+            encoded = text.encode()
+            # Length-prefixed, so no choice of text can make two dialogues encode alike.
+            digest.update(len(encoded).to_bytes(8, "big"))
+            digest.update(encoded)
+    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:

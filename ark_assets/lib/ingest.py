@@ -11,6 +11,7 @@ import polars as pl
 from ark_assets.lib import tables
 from ark_assets.lib.dialogues import Limits
 from ark_assets.lib.formats import FileIngest, ingest_file
+from ark_assets.lib.hashing import dialogue_sha256, medark_key
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ def ingest_batch(
                 "source_format": d.source_format,
                 "n_turns": len(d.turns),
                 "turns_json": json.dumps(d.turns, ensure_ascii=False),
+                "medark_key": medark_key(d.turns[0]),
+                "dialogue_sha256": dialogue_sha256(d.turns),
                 "ingested_at": now,
             }
             for d in result.dialogues

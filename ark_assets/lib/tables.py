@@ -26,7 +26,11 @@ def schema_of(columns: Iterable[Column]) -> dict[str, Any]:
 
 def frame(rows: Iterable[Mapping[str, Any]], columns: tuple[Column, ...]) -> pl.DataFrame:
     """A frame with exactly ``columns``, typed even when there are no rows."""
-    return pl.DataFrame(list(rows), schema=schema_of(columns), orient="row")
+    data: dict[str, list[Any]] = {c.name: [] for c in columns}
+    for row in rows:
+        for name, values in data.items():
+            values.append(row[name])
+    return pl.DataFrame(data, schema=schema_of(columns))
 
 
 _BATCH = Column("batch", pl.Utf8, "Dynamic partition key: arrived file name + sha256 prefix.")
@@ -43,6 +47,10 @@ _TURNS = Column(
     pl.Utf8,
     "The dialogue as JSON: a list of {patient, doctor} turns, keys in the order they were read.",
 )
+_KEY = Column("medark_key", pl.Utf8, "sha256(str(first turn)): MedArk's tagged.pkl key.")
+_DIGEST = Column(
+    "dialogue_sha256", pl.Utf8, "Digest of the whole dialogue (exact-duplicate identity)."
+)
 
 RAW_DIALOGUES = (
     _BATCH,
@@ -56,6 +64,8 @@ RAW_DIALOGUES = (
     Column("source_format", pl.Utf8, "jsonl, json, long_table_csv or long_table_parquet."),
     Column("n_turns", pl.Int64, "Number of patient/doctor turns."),
     _TURNS,
+    _KEY,
+    _DIGEST,
     Column("ingested_at", pl.Datetime("us", "UTC"), "When this batch was materialized."),
 )
 
@@ -77,8 +87,8 @@ TAGGED_DIALOGUES = (
         pl.Utf8,
         "Unique id: the MedArk key, or <key>~<digest prefix> for a colliding dialogue.",
     ),
-    Column("medark_key", pl.Utf8, "sha256(str(first turn)): MedArk's tagged.pkl key."),
-    Column("dialogue_sha256", pl.Utf8, "Digest of the whole dialogue (exact-duplicate identity)."),
+    _KEY,
+    _DIGEST,
     _SOURCE_FILE,
     _RECORD,
     Column("source", pl.Utf8, "As in raw_dialogues."),

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import polars as pl
 
 from ark_assets.lib import tables
-from ark_assets.lib.hashing import dialogue_sha256, medark_key
 
 COLLISION = "collision"
 DUPLICATE = "duplicate"
@@ -59,15 +58,14 @@ def collision_id(key: str, digest: str) -> str:
 
 def tag_batch(
     batch: str,
-    records: Sequence[tuple[int, str]],
+    records: Sequence[tuple[int, str, str]],
     others: Iterable[Holder] = (),
 ) -> tuple[list[TaggedRow], list[TagEvent]]:
     """Tag one batch of accepted dialogues.
 
-    ``records`` are ``(record_index, turns_json)`` in file order; ``turns_json`` keeps the key
-    order the turns were read with. ``others`` are the dialogues already tagged in *other*
-    batches, so re-tagging a batch never competes with its own earlier output and the outcome
-    does not flip between runs.
+    ``records`` are ``(record_index, medark_key, dialogue_sha256)`` in file order. ``others``
+    are the dialogues already tagged in *other* batches, so re-tagging a batch never competes
+    with its own earlier output and the outcome does not flip between runs.
     """
     by_key: dict[str, list[Holder]] = {}
     by_digest: dict[str, Holder] = {}
@@ -78,10 +76,7 @@ def tag_batch(
     rows: list[TaggedRow] = []
     row_of_digest: dict[str, TaggedRow] = {}
     events: list[TagEvent] = []
-    for record_index, turns_json in records:
-        turns = json.loads(turns_json)
-        key = medark_key(turns[0])
-        digest = dialogue_sha256(turns)
+    for record_index, key, digest in records:
         if digest in by_digest:
             kept = by_digest[digest]
             events.append(
@@ -133,38 +128,25 @@ def tag_frames(
     """
     raw = raw.sort("record_index")
     holders = (
-        Holder(r["conversation_id"], r["medark_key"], r["dialogue_sha256"], r["batch"])
-        for r in others.sort("batch", "conversation_id").iter_rows(named=True)
+        Holder(*row)
+        for row in others.sort("batch", "conversation_id")
+        .select("conversation_id", "medark_key", "dialogue_sha256", "batch")
+        .iter_rows()
     )
-    rows, events = tag_batch(
-        batch, list(zip(raw["record_index"], raw["turns_json"], strict=True)), holders
+    records = zip(raw["record_index"], raw["medark_key"], raw["dialogue_sha256"], strict=True)
+    rows, events = tag_batch(batch, list(records), holders)
+    ids = pl.DataFrame(
+        {
+            "record_index": [r.record_index for r in rows],
+            "conversation_id": [r.conversation_id for r in rows],
+            "occurrences": [r.occurrences for r in rows],
+        },
+        schema={"record_index": pl.Int64, "conversation_id": pl.Utf8, "occurrences": pl.Int64},
     )
-    by_index = {r["record_index"]: r for r in raw.iter_rows(named=True)}
-    tagged = tables.frame(
-        (
-            {
-                "batch": batch,
-                "conversation_id": row.conversation_id,
-                "medark_key": row.medark_key,
-                "dialogue_sha256": row.dialogue_sha256,
-                "occurrences": row.occurrences,
-                **{
-                    k: by_index[row.record_index][k]
-                    for k in (
-                        "source_file",
-                        "record_index",
-                        "source",
-                        "source_id",
-                        "language",
-                        "n_turns",
-                        "turns_json",
-                    )
-                },
-            }
-            for row in rows
-        ),
-        tables.TAGGED_DIALOGUES,
+    tagged = raw.join(ids, on="record_index", how="inner").select(
+        [pl.col(c.name).cast(c.dtype) for c in tables.TAGGED_DIALOGUES]
     )
+    files = dict(zip(raw["record_index"], raw["source_file"], strict=True))
     collisions = tables.frame(
         (
             {
@@ -172,7 +154,7 @@ def tag_frames(
                 "kind": e.kind,
                 "medark_key": e.medark_key,
                 "dialogue_sha256": e.dialogue_sha256,
-                "source_file": by_index[e.record_index]["source_file"],
+                "source_file": files[e.record_index],
                 "record_index": e.record_index,
                 "conversation_id": e.conversation_id,
                 "other_conversation_id": e.other_conversation_id,

@@ -1,8 +1,8 @@
 """Exact duplicates collapse, collisions are kept under stable disambiguated ids."""
 
 import hashlib
-import json
 
+from ark_assets.lib.hashing import dialogue_sha256, medark_key
 from ark_assets.lib.tagging import COLLISION, DUPLICATE, Holder, collision_id, tag_batch
 
 FIRST = {"patient": "我最近老是头疼", "doctor": "多久了？"}
@@ -11,8 +11,8 @@ B = [FIRST, {"patient": "两周", "doctor": "去医院看看。"}]  # same first
 C = [{"patient": "咳嗽", "doctor": "有痰吗？"}]
 
 
-def _records(*dialogues: list[dict[str, str]]) -> list[tuple[int, str]]:
-    return [(i, json.dumps(d, ensure_ascii=False)) for i, d in enumerate(dialogues)]
+def _records(*dialogues: list[dict[str, str]]) -> list[tuple[int, str, str]]:
+    return [(i, medark_key(d[0]), dialogue_sha256(d)) for i, d in enumerate(dialogues)]
 
 
 def key_of(dialogue: list[dict[str, str]]) -> str:

@@ -35,7 +35,7 @@ def raw_dialogues_contract(
         RAW_DIALOGUES_CONTRACT,
         [
             *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in required),
-            gxe.ExpectColumnValuesToBeInSet(column="language", value_set=SUPPORTED_LANGUAGES),
+            gxe.ExpectColumnValuesToBeInSet(column="language", value_set=list(SUPPORTED_LANGUAGES)),
             gxe.ExpectColumnValuesToBeBetween(
                 column="n_turns", min_value=1, max_value=ingest_rules.max_turns
             ),
@@ -90,6 +90,6 @@ def tagged_dialogues_contract(tagged_dialogues: pl.DataFrame) -> dg.AssetCheckRe
             gxe.ExpectColumnValuesToMatchRegex(column="medark_key", regex=_HEX64),
             gxe.ExpectColumnValuesToMatchRegex(column="dialogue_sha256", regex=_HEX64),
             gxe.ExpectColumnValuesToBeBetween(column="occurrences", min_value=1),
-            gxe.ExpectColumnValuesToBeInSet(column="language", value_set=SUPPORTED_LANGUAGES),
+            gxe.ExpectColumnValuesToBeInSet(column="language", value_set=list(SUPPORTED_LANGUAGES)),
         ],
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from ark_assets.defs.ingest.jobs import ingest_job
-from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.partitions import DIALOGUE_BATCHES, dialogue_batches
 from ark_assets.defs.resources import DialogueInbox
 from ark_assets.lib.inbox import ScanCache, batch_digest, scan
 
@@ -19,7 +19,7 @@ from ark_assets.lib.inbox import ScanCache, batch_digest, scan
 )
 def dialogue_inbox_sensor(context: dg.SensorEvaluationContext, inbox: DialogueInbox):
     cache = ScanCache.from_cursor(context.cursor)
-    known = context.instance.get_dynamic_partitions(dialogue_batches.name)
+    known = context.instance.get_dynamic_partitions(DIALOGUE_BATCHES)
     known_digests = {batch_digest(key) for key in known}
     new: list[str] = []
     for arrived in scan(Path(inbox.path), cache):

@@ -113,13 +113,14 @@ def test_kill_9_during_a_warehouse_write_then_rerun(env: dict[str, str], tmp_pat
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
 
+    whole = [(expected[0][0], expected[0][0])]
     for table in ("raw_dialogues", "tagged_dialogues"):
         # The interrupted transaction rolled back: the batch is whole, never half-written.
-        sql = (
-            f"select count(*), count(distinct record_index) from ark.{table} where batch = '{key}'"
-        )
-        assert _rows(env, sql) == [(expected[0][0], expected[0][0])]
+        assert _rows(env, _count_sql(table, key)) == whole
     rerun = _materialize(env, key, *in_process)
     assert rerun.wait(timeout=300) == 0
-    sql = f"select count(*), count(distinct record_index) from ark.raw_dialogues where batch = '{key}'"
-    assert _rows(env, sql) == [(5_000, 5_000)] == [(expected[0][0], expected[0][0])]
+    assert _rows(env, _count_sql("raw_dialogues", key)) == [(5_000, 5_000)] == whole
+
+
+def _count_sql(table: str, batch: str) -> str:
+    return f"select count(*), count(distinct record_index) from ark.{table} where batch = '{batch}'"
