@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from ark_assets.defs.resources import build_resources, data_dir
+from ark_assets.defs.resources import data_dir
 from ark_assets.lib.inbox import copy_into
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -123,7 +123,7 @@ def run_demo() -> dict[str, Any]:
     # Step-by-step event logs belong in the UI; the terminal gets the summary.
     logging.getLogger("dagster").setLevel(logging.WARNING)
     definitions = defs()
-    resources = build_resources()
+    resources = dict(definitions.resources or {})
     with dg.DagsterInstance.get() as instance:
         dropped = drop_samples(resources)
         added = register_arrivals(definitions, instance, resources)

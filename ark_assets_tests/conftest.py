@@ -76,9 +76,38 @@ class Platform:
         return keys
 
 
+def build_all_resources(root: Path) -> dict[str, Any]:
+    """Every layer's resources, rooted in ``root`` and ignoring the environment."""
+    from ark_assets.defs.knowledge.resources import build_knowledge_resources
+    from ark_assets.defs.synthesis.resources import build_teacher
+    from ark_assets.defs.training.resources import build_training_resources
+
+    return {
+        **build_resources(root),
+        **build_knowledge_resources(root),
+        "teacher": build_teacher(root),
+        **build_training_resources(root),
+    }
+
+
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     from ark_assets.definitions import defs
 
     with dg.instance_for_test() as instance:
-        yield Platform(tmp_path, instance, build_resources(tmp_path), defs())
+        yield Platform(tmp_path, instance, build_all_resources(tmp_path), defs())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen2 with the exact Qwen2.5 tokenizer, built once per session."""
+    from ark_assets.lib.training.tiny import save_random_qwen2
+
+    return save_random_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(tiny_model: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)

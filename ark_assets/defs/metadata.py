@@ -31,3 +31,31 @@ def file_metadata(path: Path) -> dict[str, Any]:
         "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
     }
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def training_metadata(result: dg.MaterializeResult) -> dict[str, Any]:
+    """The trainer's loss curve as a table and a sparkline, for the asset page."""
+    raw = (result.metadata or {}).get("loss_curve")
+    curve = raw.value if isinstance(raw, dg.MetadataValue) else raw
+    if not isinstance(curve, list) or not curve:
+        return {}
+    losses = [float(point["loss"]) for point in curve]
+    low, high = min(losses), max(losses)
+    span = (high - low) or 1.0
+    bars = "".join(_BARS[int((x - low) / span * (len(_BARS) - 1))] for x in losses)
+    return {
+        "loss_curve": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({"step": int(p["step"]), "loss": float(p["loss"])}) for p in curve
+            ],
+            schema=dg.TableSchema(
+                columns=[dg.TableColumn("step", "int"), dg.TableColumn("loss", "float")]
+            ),
+        ),
+        "loss_plot": dg.MetadataValue.md(
+            f"`{bars}`  \nloss {losses[0]:.4f} → {losses[-1]:.4f} over {len(losses)} logged steps"
+        ),
+    }

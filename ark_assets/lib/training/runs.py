@@ -1,0 +1,53 @@
+"""Preparing a training run: its inputs on disk, its settings, and a stable fingerprint.
+
+The fingerprint covers the training data, the hyperparameters and the base model, so a rerun
+with the same inputs finds the same checkpoint directory and resumes; anything else starts a
+new run directory, and the adapter lands in a directory named by the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ark_assets.lib.hashing import sha256_bytes
+
+TRAIN_COLUMNS = ("input_ids", "prompt_tokens")
+
+
+def prepare_run(
+    kind: str,
+    examples: pl.DataFrame,
+    hyperparameters: dict[str, Any],
+    base_model_path: Path,
+    artifacts_root: Path,
+    provenance: dict[str, Any],
+) -> Path:
+    """Write ``records.parquet`` and ``settings.json`` for a trainer; returns the settings path."""
+    table = examples.select(TRAIN_COLUMNS)
+    data_digest = sha256_bytes(table.write_ipc(None).getvalue())
+    fingerprint = sha256_bytes(
+        json.dumps([data_digest, hyperparameters, provenance.get("base_model_sha256")]).encode()
+    )[:16]
+    run_dir = artifacts_root / "training" / kind / fingerprint
+    run_dir.mkdir(parents=True, exist_ok=True)
+    table.write_parquet(run_dir / "records.parquet")
+    settings = {
+        **hyperparameters,
+        "base_model_path": str(base_model_path),
+        "records_path": str(run_dir / "records.parquet"),
+        "output_dir": str(artifacts_root / "adapters" / kind / fingerprint),
+        "checkpoint_dir": str(run_dir / "checkpoints"),
+        "provenance": {
+            **provenance,
+            "train_data_sha256": data_digest,
+            "examples": table.height,
+            "fingerprint": fingerprint,
+        },
+    }
+    path = run_dir / "settings.json"
+    path.write_text(json.dumps(settings, indent=2))
+    return path

@@ -1,0 +1,296 @@
+"""LoRA SFT trainer: peft + trl ``SFTTrainer`` on pre-tokenized ark examples.
+
+Runs in its own process (``python -m ark_assets.lib.training.sft_train CONFIG.json``), launched
+by the ``sft_adapter`` asset through Dagster Pipes: CUDA memory and crashes stay in this process,
+logs and metrics stream back as Pipes messages, and the final metadata is reported as the
+asset's materialization. Run by hand it prints the same messages to stdout.
+
+No example is padded to a fixed length: ``batching = "length_grouped"`` sorts examples into
+batches of similar length and pads each batch only to its longest member; ``"padding_free"``
+concatenates a batch into one row with position ids (needs flash-attention kernels, i.e. a
+GPU); ``"pad_to_max"`` is MedArk's recipe (every example padded to ``max_length``), kept for
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import torch
+from pydantic import BaseModel, Field
+
+from ark_assets.lib.artifacts import atomic_directory
+from ark_assets.lib.hashing import sha256_tree
+
+Batching = Literal["length_grouped", "padding_free", "pad_to_max"]
+
+
+class LoraSettings(BaseModel):
+    """MedArk's LoRA recipe: r 8, alpha 16, dropout 0.1, rsLoRA, all projection modules."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    use_rslora: bool = True
+    target_modules: list[str] | str = "all-linear"
+
+
+class SftSettings(BaseModel):
+    """One SFT run: where things are and every hyperparameter, with MedArk's where sane."""
+
+    base_model_path: str
+    records_path: str = Field(description="Parquet with input_ids and prompt_tokens columns.")
+    output_dir: str = Field(description="Final adapter directory (replaced atomically).")
+    checkpoint_dir: str = Field(description="Checkpoints; a rerun resumes from the latest.")
+    lora: LoraSettings = LoraSettings()
+    # MedArk trains at 1e-2, which diverges for LoRA on small students; 2e-4 is the usual LoRA rate.
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    epochs: float = 2.0
+    max_steps: int = -1
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    batching: Batching = "length_grouped"
+    max_length: int = 2048
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 20250626
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    provenance: dict[str, Any] = Field(
+        default_factory=dict, description="Base model and data identity, copied to the card."
+    )
+
+
+class _Reporter:
+    """Pipes when launched by Dagster, stdout otherwise."""
+
+    def __init__(self) -> None:
+        from dagster_pipes import open_dagster_pipes
+
+        self._pipes = None
+        if _launched_by_dagster():
+            self._opened = open_dagster_pipes()
+            self._pipes = self._opened.__enter__()
+
+    def log(self, message: str) -> None:
+        if self._pipes:
+            self._pipes.log.info(message)
+        else:
+            print(message, flush=True)
+
+    def event(self, payload: dict[str, Any]) -> None:
+        if self._pipes:
+            self._pipes.report_custom_message(payload)
+        else:
+            print(json.dumps(payload), flush=True)
+
+    def materialized(self, metadata: dict[str, Any]) -> None:
+        if self._pipes:
+            self._pipes.report_asset_materialization(metadata=metadata)
+        else:
+            print(json.dumps(metadata, default=str), flush=True)
+
+    def close(self) -> None:
+        if self._pipes:
+            self._opened.__exit__(None, None, None)
+
+
+def _launched_by_dagster() -> bool:
+    return "DAGSTER_PIPES_CONTEXT" in os.environ
+
+
+class TokenCounter:
+    """Wraps a collator and counts real (non-pad) and processed tokens of every batch."""
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+        self.collate = collate
+        self.useful = 0
+        self.processed = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collate(features)
+        self.useful += sum(len(f["input_ids"]) for f in features)
+        self.processed += int(batch["input_ids"].numel())
+        return batch
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint: trainer_state.json is written last, so a checkpoint a
+    crash interrupted mid-save is skipped."""
+    complete = [
+        path
+        for path in directory.glob("checkpoint-*")
+        if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").exists()
+    ]
+    return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
+
+
+def _device(settings: SftSettings) -> str:
+    if settings.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return settings.device
+
+
+def _dataset(settings: SftSettings) -> Any:
+    from datasets import Dataset
+
+    frame = pl.read_parquet(settings.records_path, columns=["input_ids", "prompt_tokens"])
+    frame = frame.with_columns(length=pl.col("input_ids").list.len())
+    ids = frame["input_ids"].to_list()
+    # Loss on the assistant turn only: everything before prompt_tokens is ignored (-100).
+    labels = [
+        [-100] * prompt + row[prompt:]
+        for row, prompt in zip(ids, frame["prompt_tokens"], strict=True)
+    ]
+    return Dataset.from_dict(
+        {"input_ids": ids, "labels": labels, "length": frame["length"].to_list()}
+    )
+
+
+def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    device = _device(settings)
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    tokenizer = AutoTokenizer.from_pretrained(settings.base_model_path)
+    model = AutoModelForCausalLM.from_pretrained(
+        settings.base_model_path,
+        dtype=torch.bfloat16 if bf16 else torch.float32,
+        attn_implementation="flash_attention_2" if settings.batching == "padding_free" else "sdpa",
+    )
+    dataset = _dataset(settings)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collator = TokenCounter(
+        DataCollatorForLanguageModeling(
+            pad_token_id=pad_id,
+            padding_free=settings.batching == "padding_free",
+            pad_to_multiple_of=settings.max_length if settings.batching == "pad_to_max" else None,
+        )
+    )
+    config = SFTConfig(
+        output_dir=settings.checkpoint_dir,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        train_sampling_strategy=(
+            "group_by_length" if settings.batching == "length_grouped" else "random"
+        ),
+        max_length=None,  # over-length examples were quarantined upstream, never truncated
+        padding_free=settings.batching == "padding_free",
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=settings.logging_steps,
+        report_to="none",
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    lora = settings.lora
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        use_rslora=lora.use_rslora,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    losses: list[dict[str, float]] = []
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                point = {"step": state.global_step, "loss": float(logs["loss"])}
+                losses.append(point)
+                reporter.event({"kind": "loss", **point})
+                reporter.log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
+
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        data_collator=collator,
+        callbacks=[Progress()],
+    )
+    checkpoint = latest_checkpoint(Path(settings.checkpoint_dir))
+    resumed_from = checkpoint.name if checkpoint else None
+    if checkpoint:
+        reporter.log(f"resuming from {checkpoint.name}")
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    with atomic_directory(Path(settings.output_dir)) as tmp:
+        trainer.model.save_pretrained(tmp)  # type: ignore[union-attr,operator]
+        tokenizer.save_pretrained(tmp)
+        card = {
+            "base_model_path": settings.base_model_path,
+            "provenance": settings.provenance,
+            "settings": settings.model_dump(exclude={"provenance"}),
+            "global_step": trainer.state.global_step,
+            "final_loss": losses[-1]["loss"] if losses else math.nan,
+            "train_loss": float(result.training_loss),
+        }
+        (tmp / "training_card.json").write_text(json.dumps(card, indent=2))
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        **settings.provenance,
+        "adapter_path": settings.output_dir,
+        "adapter_sha256": sha256_tree(Path(settings.output_dir)),
+        "global_step": trainer.state.global_step,
+        "resumed_from": resumed_from,
+        "examples": len(dataset),
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "train_loss": float(result.training_loss),
+        "loss_curve": losses,
+        "useful_tokens": collator.useful,
+        "processed_tokens": collator.processed,
+        "useful_ratio": collator.useful / collator.processed if collator.processed else None,
+        "train_seconds": seconds,
+        "useful_tokens_per_s": collator.useful / seconds if seconds else None,
+        "peak_memory_mib": peak,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "dtype": "bf16" if bf16 else "fp32",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    settings = SftSettings.model_validate_json(Path(args[0]).read_text())
+    reporter = _Reporter()
+    try:
+        outcome = train(settings, reporter)
+        reporter.materialized(outcome)
+    finally:
+        reporter.close()
+
+
+if __name__ == "__main__":
+    main()
