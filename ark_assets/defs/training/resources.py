@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 
@@ -30,7 +30,7 @@ class TrainingLauncher(dg.ConfigurableResource):
     (requires the ``k8s`` extra, dagster-k8s). Logs and metrics stream back either way.
     """
 
-    kind: Literal["subprocess", "k8s"] = "subprocess"
+    kind: str = "subprocess"  # subprocess | k8s (a plain str so it can come from an EnvVar)
     image: str = ""
     namespace: str = "default"
     gpus: int = 1
@@ -39,6 +39,11 @@ class TrainingLauncher(dg.ConfigurableResource):
         self, context: dg.AssetExecutionContext, module: str, config_path: Path
     ) -> dg.PipesClientCompletedInvocation:
         args = ["-m", module, str(config_path)]
+        if self.kind not in ("subprocess", "k8s"):
+            raise ValueError(
+                f"training_launcher.kind is {self.kind!r}; set ARK_TRAINING_LAUNCHER to "
+                "'subprocess' or 'k8s'"
+            )
         if self.kind == "subprocess":
             return dg.PipesSubprocessClient().run(command=[sys.executable, *args], context=context)
         from dagster_k8s import PipesK8sClient  # optional extra: ark-assets[k8s]
