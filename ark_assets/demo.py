@@ -21,7 +21,10 @@ from ark_assets.lib.inbox import copy_into
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 # resource key of a drop folder -> the bundled files the demo drops into it
-DEMO_DROPS = {"inbox": ("dialogues_zh_sample.jsonl", "dialogues_en_sample.jsonl")}
+DEMO_DROPS = {
+    "inbox": ("dialogues_zh_sample.jsonl", "dialogues_en_sample.jsonl"),
+    "kb_inbox": ("kb_qa_sample.jsonl",),
+}
 # Two CPU cores train SmolLM2 at ~150 tokens/s: a few steps prove the whole path (data → Pipes
 # trainer → adapter → model card) in minutes; they do not make a useful model.
 DEMO_RUN_CONFIG: dict[str, dict[str, Any]] = {

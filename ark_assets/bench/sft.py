@@ -82,7 +82,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     frame = _examples(args.examples)
-    lengths = frame["input_ids"].list.len()
+    lengths = frame["input_ids"].list.len().to_list()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         records = Path(tmp) / "records.parquet"
@@ -102,7 +102,7 @@ Command: `python -m ark_assets.bench.sft --examples {args.examples}` (after `mak
 Machine: {machine_description()}; Python {platform.python_version()}; fp32 on CPU
 Model: `{Path(args.base_model).name}` with LoRA r 8 / alpha 16 / rsLoRA on all linear layers.
 Data: {frame.height} train examples of the demo's `sft_records` (tokens per example: mean
-{lengths.mean():.0f}, max {lengths.max()}), one pass each.
+{sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}), one pass each.
 
 | recipe | useful tokens | processed tokens | useful / processed | seconds | useful tokens/s | peak RSS MiB |
 |---|---:|---:|---:|---:|---:|---:|

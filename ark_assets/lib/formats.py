@@ -101,17 +101,24 @@ def read_jsonl(data: bytes) -> Iterator[Parsed]:
             )
 
 
-def read_json(data: bytes) -> Iterator[Parsed]:
-    """A JSON list of dialogues, MedArk evaluation items or MedArk result items."""
+def decode_utf8(data: bytes) -> str | Rejection:
+    """The file's text (BOM dropped), or a whole-file rejection naming the bad byte."""
     try:
-        text = data.removeprefix(_BOM).decode("utf-8")
+        return data.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError as err:
-        yield Rejection(
+        return Rejection(
             None,
             Rule.NOT_UTF8,
             f"file is not UTF-8 ({err.reason} at byte {err.start}); re-export it as UTF-8",
             excerpt_of(data[max(0, err.start - 40) : err.start + 40]),
         )
+
+
+def read_json_list(data: bytes, expected: str) -> Iterator[Parsed]:
+    """The items of a file holding one JSON list; ``expected`` names them in messages."""
+    text = decode_utf8(data)
+    if isinstance(text, Rejection):
+        yield text
         return
     try:
         document = json.loads(text)
@@ -120,7 +127,7 @@ def read_json(data: bytes) -> Iterator[Parsed]:
             None,
             Rule.UNPARSEABLE_FILE,
             f"file is not valid JSON: {err.msg} at line {err.lineno} column {err.colno} "
-            "(truncated upload?); nothing in it was ingested",
+            "(truncated upload?); nothing in it was read",
             excerpt_of(text[max(0, err.pos - 120) : err.pos + 120]),
         )
         return
@@ -128,11 +135,16 @@ def read_json(data: bytes) -> Iterator[Parsed]:
         yield Rejection(
             None,
             Rule.WRONG_SHAPE,
-            f"a .json file must hold a list of dialogues, got {type(document).__name__}",
+            f"a .json file must hold a list of {expected}, got {type(document).__name__}",
             excerpt_of(text),
         )
         return
     yield from enumerate(document)
+
+
+def read_json(data: bytes) -> Iterator[Parsed]:
+    """A JSON list of dialogues, MedArk evaluation items or MedArk result items."""
+    return read_json_list(data, "dialogues")
 
 
 def read_csv(data: bytes) -> Iterator[Parsed]:

@@ -1,0 +1,249 @@
+"""Knowledge base: QA files → validated documents → Chroma index → retrieval report."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from ark_assets.defs.knowledge.resources import EmbedderResource, KbInbox, VectorStoreResource
+from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata
+from ark_assets.defs.resources import ArtifactStore
+from ark_assets.lib import tables
+from ark_assets.lib.artifacts import atomic_write_bytes
+from ark_assets.lib.knowledge.evaluation import eval_queries, evaluate_index, markdown_report
+from ark_assets.lib.knowledge.inbox import current_files, land_all
+from ark_assets.lib.knowledge.records import KbLimits
+from ark_assets.lib.knowledge.store import content_digest, throwaway_index
+from ark_assets.lib.knowledge.tables import (
+    KB_QUARANTINED_RECORDS,
+    KB_RETRIEVAL_EVAL,
+    KB_SOURCES,
+    documents_of,
+    kb_frames,
+)
+
+GROUP = "knowledge"
+RECORDS_ACCOUNTED = "records_accounted"
+RECALL_AT_5_FLOOR = "recall_at_5_floor"
+_LOGGED_REJECTIONS = 20
+
+
+class KbSourcesConfig(dg.Config):
+    max_question_chars: int = Field(
+        default=KbLimits.max_question_chars, description="Longer questions are quarantined."
+    )
+    max_answer_chars: int = Field(
+        default=KbLimits.max_answer_chars, description="Longer answers are quarantined."
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "kb_sources": dg.AssetOut(
+            description="The knowledge base: every QA pair in the KB inbox, normalised, one row "
+            "per distinct doc_id.",
+            code_version="1",
+            metadata={"dagster/column_schema": column_schema(KB_SOURCES)},
+            kinds={"polars", "duckdb"},
+        ),
+        "kb_quarantined_records": dg.AssetOut(
+            description="Every QA record that broke a rule, with the rule and a fix.",
+            code_version="1",
+            metadata={"dagster/column_schema": column_schema(KB_QUARANTINED_RECORDS)},
+            kinds={"polars", "duckdb"},
+        ),
+    },
+    group_name=GROUP,
+    check_specs=[
+        dg.AssetCheckSpec(
+            RECORDS_ACCOUNTED,
+            asset="kb_sources",
+            blocking=True,
+            description="Records read (counted independently) = documents + duplicates "
+            "collapsed + quarantined.",
+        )
+    ],
+)
+def kb_sources(context: dg.AssetExecutionContext, config: KbSourcesConfig, kb_inbox: KbInbox):
+    """Reads every file in the KB inbox (landing each version), validates and normalises each
+    QA pair and collapses exact duplicates by doc_id."""
+    inbox = Path(kb_inbox.path)
+    arrived = current_files(inbox)
+    if not arrived:
+        raise dg.Failure(
+            f"no files in the KB inbox {inbox}: drop .jsonl/.csv/.json QA files there "
+            "(e.g. ark_assets/samples/kb_qa_sample.jsonl); an empty inbox never empties the index"
+        )
+    files = land_all(arrived, inbox, Path(kb_inbox.landing_path))
+    limits = KbLimits(config.max_question_chars, config.max_answer_chars)
+    frames = kb_frames(files, limits, datetime.now(UTC))
+    for source, rejection in frames.build.rejections[:_LOGGED_REJECTIONS]:
+        context.log.warning(
+            f"{source.name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"
+        )
+    counts = frames.counts
+    files_meta = dg.MetadataValue.json({f.name: f.sha256 for f in files})
+    languages = dict(frames.documents.group_by("language").len().iter_rows())
+    yield dg.Output(
+        frames.documents,
+        output_name="kb_sources",
+        metadata={
+            **table_metadata(frames.documents, KB_SOURCES),
+            **counts,
+            "files": files_meta,
+            "languages": dg.MetadataValue.json({str(k): v for k, v in languages.items()}),
+        },
+    )
+    yield dg.Output(
+        frames.quarantined,
+        output_name="kb_quarantined_records",
+        metadata={
+            **table_metadata(frames.quarantined, KB_QUARANTINED_RECORDS),
+            **counts,
+            "rules": dg.MetadataValue.json(frames.build.rule_counts),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=RECORDS_ACCOUNTED,
+        asset_key="kb_sources",
+        passed=frames.accounted,
+        metadata=counts,
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version="1",
+    kinds={"chroma"},
+    automation_condition=dg.AutomationCondition.eager(),
+    # An embedded Chroma store takes one writing process at a time (pool limit 1, dagster.yaml).
+    pool="chroma",
+)
+def kb_index(
+    context: dg.AssetExecutionContext,
+    kb_sources: pl.DataFrame,
+    embedder: EmbedderResource,
+    vector_store: VectorStoreResource,
+) -> dg.MaterializeResult:
+    """The Chroma collection of the knowledge base for the configured embedder: document =
+    question, metadata {question, answer, source, doc_id}, id = doc_id. Incremental: only new
+    documents are embedded, removed ones are deleted."""
+    index = vector_store.index(embedder)
+    documents = documents_of(kb_sources)
+    context.log.info(
+        f"syncing {len(documents)} documents into {index.name} at {vector_store.location}"
+    )
+    stats = index.sync(documents, embedder.batch_size, on_batch=_progress(context))
+    context.log.info(f"{index.name}: {stats}")
+    digest = content_digest(index.embedder.identity, kb_sources["doc_id"])
+    return dg.MaterializeResult(
+        metadata={
+            **vector_store.location_metadata(),
+            "collection": index.name,
+            "embedder": index.embedder.identity,
+            "dimension": index.embedder.dim,
+            "dagster/row_count": stats.count,
+            "added": stats.added,
+            "removed": stats.removed,
+            "kept": stats.kept,
+            "relabelled": stats.relabelled,
+            "elapsed_s": round(stats.seconds, 3),
+            "embed_s": round(stats.embed_seconds, 3),
+            "docs_per_s": round(stats.docs_per_s, 1),
+            "content_digest": digest,
+        },
+        data_version=dg.DataVersion(digest),
+    )
+
+
+def _progress(context: dg.AssetExecutionContext) -> Callable[[int, int], None]:
+    """Logs embedding progress about every 10% (never one line per batch on a big rebuild)."""
+    logged = [-1]
+
+    def report(done: int, total: int) -> None:
+        decile = done * 10 // max(total, 1)
+        if decile != logged[0]:
+            logged[0] = decile
+            context.log.info(f"embedded {done}/{total} new documents")
+
+    return report
+
+
+class KbRetrievalEvalConfig(dg.Config):
+    held_out_documents: int = Field(
+        default=200,
+        description="Documents whose derived queries are scored (3 each): ±4 points of recall "
+        "at 95%, enough to rank embedders, a minute of CPU for a real model.",
+    )
+    seed: int = Field(default=20250626, description="Picks the held-out documents and edits.")
+    compare_embedders: list[str] = Field(
+        default=[],
+        description="Other backends to score, each on a throwaway in-memory index of the same "
+        "documents (e.g. ['hashing', 'multilingual_e5']).",
+    )
+    hybrid: bool = Field(default=True, description="Also score BM25 + vector rank fusion.")
+    recall_at_5_floor: float = Field(
+        default=0.6, description="Warn when the index's dense recall@5 falls below this."
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version="1",
+    deps=["kb_index"],
+    kinds={"polars", "duckdb"},
+    metadata={"dagster/column_schema": column_schema(KB_RETRIEVAL_EVAL)},
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            RECALL_AT_5_FLOOR,
+            asset="kb_retrieval_eval",
+            description="The index's dense recall@5 is above the configured floor (warns).",
+        )
+    ],
+)
+def kb_retrieval_eval(
+    context: dg.AssetExecutionContext,
+    config: KbRetrievalEvalConfig,
+    kb_sources: pl.DataFrame,
+    embedder: EmbedderResource,
+    vector_store: VectorStoreResource,
+    artifacts: ArtifactStore,
+):
+    """recall@1/@5 and MRR of the index (and of any compared embedder) on queries derived from
+    held-out documents, one row per embedder and mode; the markdown report beside it."""
+    documents = documents_of(kb_sources)
+    queries = eval_queries(documents, config.held_out_documents, config.seed)
+    rows = evaluate_index(vector_store.index(embedder), queries, config.hybrid)
+    for backend in (b for b in config.compare_embedders if b != embedder.backend):
+        context.log.info(f"scoring {backend} on a throwaway index of {len(documents)} documents")
+        model = embedder.build(backend)
+        with throwaway_index(model, documents, on_batch=_progress(context)) as index:
+            rows += evaluate_index(index, queries, config.hybrid)
+    frame = tables.frame(rows, KB_RETRIEVAL_EVAL)
+    held_out = len(queries) // 3
+    report = markdown_report(rows, held_out, len(documents), config.seed)
+    path = artifacts.path("reports", "kb_retrieval_eval.md")
+    atomic_write_bytes(path, report.encode())
+    recall = rows[0]["recall_at_5"]
+    yield dg.Output(
+        frame,
+        metadata={
+            **table_metadata(frame, KB_RETRIEVAL_EVAL),
+            **file_metadata(path),
+            "results": dg.MetadataValue.table(
+                [dg.TableRecord(row) for row in rows], column_schema(KB_RETRIEVAL_EVAL)
+            ),
+            "report": dg.MetadataValue.md(report),
+            "recall_at_5": recall,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=RECALL_AT_5_FLOOR,
+        passed=recall >= config.recall_at_5_floor,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"recall_at_5": recall, "floor": config.recall_at_5_floor},
+    )
