@@ -22,6 +22,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+WHEELS := $(HOME)/.cache/ark-assets/wheels
+LLAMA := llama-cpp-python==0.3.36
+# The teacher's openai backend is tested against llama-cpp-python's server. PyPI has only its
+# sdist: build the wheel once (5-20 min on 2 cores) into a cache outside the repo, reuse it after.
+$(VENV)/.llm-test: $(VENV)/.installed
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel --quiet --no-deps -w $(WHEELS) '$(LLAMA)'
+	$(BIN)/pip install --quiet --find-links $(WHEELS) --only-binary llama-cpp-python '$(LLAMA)' 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -34,7 +44,7 @@ lint: install
 	$(BIN)/ruff format --check ark_assets ark_assets_tests
 	$(BIN)/mypy
 
-test: lint
+test: lint $(VENV)/.llm-test
 	$(BIN)/pytest
 
 ui: install $(DAGSTER_HOME)/dagster.yaml

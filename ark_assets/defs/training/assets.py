@@ -51,6 +51,7 @@ class SftRecordsConfig(dg.Config):
             },
             tags=PHI_TAGS,
             kinds={"polars", "duckdb"},
+            automation_condition=dg.AutomationCondition.eager(),
         ),
         "sft_quarantine": dg.AssetOut(
             description="Examples not kept (over max_length), with their length: never truncated.",
@@ -60,6 +61,7 @@ class SftRecordsConfig(dg.Config):
                 "dagster/column_schema": column_schema(SFT_QUARANTINE),
             },
             kinds={"polars", "duckdb"},
+            automation_condition=dg.AutomationCondition.eager(),
         ),
     },
     ins={"ark_paths": dg.AssetIn(), "ark_entities": dg.AssetIn()},

@@ -1,0 +1,124 @@
+"""The ``teacher`` resource: which model explains the doctor replies, and how hard to push it.
+
+Configured from the environment (``defs/resources.py`` conventions; a set variable is wired as
+``dg.EnvVar`` so the UI shows where a value came from, and nothing secret has a default):
+
+- ``ARK_TEACHER_BACKEND``: ``rules`` (default: offline, deterministic, no model) | ``openai`` |
+  ``transformers``;
+- ``ARK_TEACHER_MODEL``: the endpoint's model name (``openai``) or a local model directory
+  (``transformers``);
+- ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``: the OpenAI-compatible endpoint and its key (any
+  non-empty string for a local vLLM, Ollama or llama.cpp server);
+- ``ARK_TEACHER_MAX_CONCURRENCY`` (8), ``ARK_TEACHER_RPM`` (0 = no limit),
+  ``ARK_TEACHER_TIMEOUT_S`` (60), ``ARK_TEACHER_MAX_ATTEMPTS`` (4);
+- ``ARK_TEACHER_CACHE``: the cache file (default ``<ARK_DATA_DIR>/cache/teacher.sqlite``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from ark_assets.defs.resources import _setting, data_dir
+from ark_assets.lib.ark.backends.rules import RulesBackend
+from ark_assets.lib.ark.cache import TeacherCache
+from ark_assets.lib.ark.teacher import Backend, RetryPolicy, Teacher
+
+BACKENDS = ("rules", "openai", "transformers")
+
+
+class TeacherResource(dg.ConfigurableResource):
+    """The teacher of the Ark loop: backend, limits, retries and the persistent cache."""
+
+    backend: str = Field(default="rules", description=f"One of {', '.join(BACKENDS)}.")
+    model: str = Field(
+        default="",
+        description="openai: the endpoint's model name; transformers: a local model directory.",
+    )
+    base_url: str = Field(default="", description="openai: the endpoint (empty: api.openai.com).")
+    api_key: str = Field(default="", description="openai: the key (from OPENAI_API_KEY).")
+    cache_path: str = Field(description="SQLite file of the teacher cache.")
+    max_concurrency: int = Field(default=8, description="Requests in flight at most.")
+    requests_per_minute: int = Field(default=0, description="Request starts a minute; 0: no limit.")
+    timeout_s: int = Field(default=60, description="Seconds to wait for one answer.")
+    max_attempts: int = Field(default=4, description="Tries per request (retries included).")
+    temperature: float = Field(default=0.0, description="Sampling temperature (0: greedy).")
+    max_tokens: int = Field(default=1024, description="Most tokens in one answer.")
+
+    def build_backend(self) -> Backend:
+        if self.backend == "rules":
+            return RulesBackend()
+        if self.backend == "openai":
+            from ark_assets.lib.ark.backends.openai_backend import OpenAIBackend
+
+            if not self.model or not self.api_key:
+                raise ValueError(
+                    "the openai teacher needs ARK_TEACHER_MODEL and OPENAI_API_KEY (any "
+                    "non-empty key for a local server) and usually OPENAI_BASE_URL"
+                )
+            return OpenAIBackend(
+                model=self.model,
+                api_key=self.api_key,
+                base_url=self.base_url or None,
+                timeout_s=self.timeout_s,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+            )
+        if self.backend == "transformers":
+            from ark_assets.lib.ark.backends.transformers_backend import TransformersBackend
+
+            if not self.model:
+                raise ValueError("the transformers teacher needs ARK_TEACHER_MODEL (a local path)")
+            return TransformersBackend.from_path(self.model, max_new_tokens=self.max_tokens)
+        raise ValueError(
+            f"unknown teacher backend {self.backend!r}: set ARK_TEACHER_BACKEND to one of "
+            f"{', '.join(BACKENDS)}"
+        )
+
+    @contextmanager
+    def open(self, backend: Backend | None = None) -> Iterator[Teacher]:
+        """A teacher on the configured backend (or ``backend``) and the cache, closed after."""
+        cache = TeacherCache(Path(self.cache_path))
+        try:
+            yield Teacher(
+                backend or self.build_backend(),
+                cache,
+                retry=RetryPolicy(max_attempts=self.max_attempts),
+                max_concurrency=self.max_concurrency,
+                requests_per_minute=self.requests_per_minute,
+            )
+        finally:
+            cache.close()
+
+
+def _int_setting(env_name: str, default: int) -> Any:
+    return dg.EnvVar.int(env_name) if env_name in os.environ else default
+
+
+def build_teacher(root: Path | None = None) -> TeacherResource:
+    """The teacher for the environment, or the offline rules teacher under ``root`` (tests)."""
+    base = root or data_dir()
+    if root is not None:
+        return TeacherResource(cache_path=str(base / "cache" / "teacher.sqlite"))
+    return TeacherResource(
+        backend=_setting("ARK_TEACHER_BACKEND", "rules"),
+        model=_setting("ARK_TEACHER_MODEL", ""),
+        base_url=_setting("OPENAI_BASE_URL", ""),
+        api_key=_setting("OPENAI_API_KEY", ""),
+        cache_path=_setting("ARK_TEACHER_CACHE", str(base / "cache" / "teacher.sqlite")),
+        max_concurrency=_int_setting("ARK_TEACHER_MAX_CONCURRENCY", 8),
+        requests_per_minute=_int_setting("ARK_TEACHER_RPM", 0),
+        timeout_s=_int_setting("ARK_TEACHER_TIMEOUT_S", 60),
+        max_attempts=_int_setting("ARK_TEACHER_MAX_ATTEMPTS", 4),
+    )
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"teacher": build_teacher()})
