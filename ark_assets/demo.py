@@ -8,7 +8,7 @@ partition (only partitions not materialized yet); unpartitioned assets run once.
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,19 +111,26 @@ def materialize_graph(
             for key in stretch.keys
             if key.to_user_string() in DEMO_RUN_CONFIG
         }
+        names = ", ".join(k.to_user_string() for k in stretch.keys)
         for partition_key in partition_keys:
+            print(f"materializing [{names}]" + (f" for {partition_key}" if partition_key else ""))
+            started = time.monotonic()
             result = dg.materialize(
                 everything,
                 selection=selection,
                 partition_key=partition_key,
-                run_config={"ops": ops} if ops else None,
+                # Step-by-step event logs belong in the UI (`make ui`); the terminal gets progress.
+                run_config={
+                    "ops": ops,
+                    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                },
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,
             )
             runs += 1
+            print(f"  {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.0f} s")
             if not result.success:
-                names = ", ".join(k.to_user_string() for k in stretch.keys)
                 raise SystemExit(
                     f"demo: run {result.run_id} for [{names}] partition {partition_key} failed; "
                     "open `make ui` → Runs to see the failing step and check"
@@ -134,8 +141,6 @@ def materialize_graph(
 def run_demo() -> dict[str, Any]:
     from ark_assets.definitions import defs
 
-    # Step-by-step event logs belong in the UI; the terminal gets the summary.
-    logging.getLogger("dagster").setLevel(logging.WARNING)
     definitions = defs()
     resources = dict(definitions.resources or {})
     with dg.DagsterInstance.get() as instance:

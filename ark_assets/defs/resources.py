@@ -31,14 +31,15 @@ def data_dir() -> Path:
     return Path(os.environ.get("ARK_DATA_DIR", "data")).resolve()
 
 
-def _setting(env_name: str, default: Any) -> Any:
+def env_setting(env_name: str, default: Any) -> Any:
     """``dg.EnvVar`` when the variable is set (typed like ``default``), else ``default``."""
     if env_name not in os.environ:
         return default
     return dg.EnvVar.int(env_name) if isinstance(default, int) else dg.EnvVar(env_name)
 
 
-def _default(_env_name: str, default: Any) -> Any:
+def default_setting(_env_name: str, default: Any) -> Any:
+    """The default, whatever the environment says (tests root everything in a temp dir)."""
     return default
 
 
@@ -140,7 +141,7 @@ class ArtifactStore(dg.ConfigurableResource):
 def build_resources(root: Path | None = None) -> dict[str, Any]:
     """The resource set for the environment's data directory, or for ``root`` (tests)."""
     base = root or data_dir()
-    setting = _setting if root is None else _default
+    setting = env_setting if root is None else default_setting
     database = setting("ARK_WAREHOUSE", str(base / "warehouse.duckdb"))
     return {
         "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),

@@ -21,7 +21,7 @@ import dagster as dg
 from chromadb.api import ClientAPI
 from pydantic import Field
 
-from ark_assets.defs.resources import _setting, data_dir
+from ark_assets.defs.resources import data_dir, default_setting, env_setting
 from ark_assets.lib.knowledge.embedders import BACKENDS, Embedder, EmbedderSpec, make_embedder
 from ark_assets.lib.knowledge.retrieval import KnowledgeRetriever
 from ark_assets.lib.knowledge.store import KnowledgeIndex, http_client, persistent_client
@@ -117,20 +117,16 @@ class VectorStoreResource(dg.ConfigurableResource):
         return self.index(embedder).retriever(medark_filter=medark_filter, hybrid=hybrid)
 
 
-def _int_setting(env_name: str, default: int) -> Any:
-    return dg.EnvVar.int(env_name) if env_name in os.environ else default
-
-
 def build_knowledge_resources(root: Path | None = None) -> dict[str, Any]:
     """The KB resources for the environment's data directory, or for ``root`` (tests: hashing)."""
     base = root or data_dir()
     env = root is None
-    setting = _setting if env else (lambda _env_name, default: default)
+    setting = env_setting if env else default_setting
     store: dict[str, Any] = {"path": setting("ARK_CHROMA_DIR", str(base / "chroma"))}
     if env and "ARK_CHROMA_HOST" in os.environ:
         store.update(
             host=dg.EnvVar("ARK_CHROMA_HOST"),
-            port=_int_setting("ARK_CHROMA_PORT", 8000),
+            port=env_setting("ARK_CHROMA_PORT", 8000),
             ssl=os.environ.get("ARK_CHROMA_SSL", "").lower() in ("1", "true", "yes"),
         )
     return {

@@ -16,16 +16,14 @@ Configured from the environment (``defs/resources.py`` conventions; a set variab
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from ark_assets.defs.resources import _setting, data_dir
+from ark_assets.defs.resources import data_dir, env_setting
 from ark_assets.lib.ark.backends.rules import RulesBackend
 from ark_assets.lib.ark.cache import TeacherCache
 from ark_assets.lib.ark.teacher import Backend, RetryPolicy, Teacher
@@ -97,25 +95,21 @@ class TeacherResource(dg.ConfigurableResource):
             cache.close()
 
 
-def _int_setting(env_name: str, default: int) -> Any:
-    return dg.EnvVar.int(env_name) if env_name in os.environ else default
-
-
 def build_teacher(root: Path | None = None) -> TeacherResource:
     """The teacher for the environment, or the offline rules teacher under ``root`` (tests)."""
     base = root or data_dir()
     if root is not None:
         return TeacherResource(cache_path=str(base / "cache" / "teacher.sqlite"))
     return TeacherResource(
-        backend=_setting("ARK_TEACHER_BACKEND", "rules"),
-        model=_setting("ARK_TEACHER_MODEL", ""),
-        base_url=_setting("OPENAI_BASE_URL", ""),
-        api_key=_setting("OPENAI_API_KEY", ""),
-        cache_path=_setting("ARK_TEACHER_CACHE", str(base / "cache" / "teacher.sqlite")),
-        max_concurrency=_int_setting("ARK_TEACHER_MAX_CONCURRENCY", 8),
-        requests_per_minute=_int_setting("ARK_TEACHER_RPM", 0),
-        timeout_s=_int_setting("ARK_TEACHER_TIMEOUT_S", 60),
-        max_attempts=_int_setting("ARK_TEACHER_MAX_ATTEMPTS", 4),
+        backend=env_setting("ARK_TEACHER_BACKEND", "rules"),
+        model=env_setting("ARK_TEACHER_MODEL", ""),
+        base_url=env_setting("OPENAI_BASE_URL", ""),
+        api_key=env_setting("OPENAI_API_KEY", ""),
+        cache_path=env_setting("ARK_TEACHER_CACHE", str(base / "cache" / "teacher.sqlite")),
+        max_concurrency=env_setting("ARK_TEACHER_MAX_CONCURRENCY", 8),
+        requests_per_minute=env_setting("ARK_TEACHER_RPM", 0),
+        timeout_s=env_setting("ARK_TEACHER_TIMEOUT_S", 60),
+        max_attempts=env_setting("ARK_TEACHER_MAX_ATTEMPTS", 4),
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from ark_assets.defs.resources import _default, _setting, data_dir
+from ark_assets.defs.resources import data_dir, default_setting, env_setting
 from ark_assets.lib.inbox import safe_name
 from ark_assets.lib.training import SMOLLM2
 
@@ -60,7 +60,7 @@ class TrainingLauncher(dg.ConfigurableResource):
 
 def build_training_resources(root: Path | None = None) -> dict[str, Any]:
     base = root or data_dir()
-    setting = _setting if root is None else _default
+    setting = env_setting if root is None else default_setting
     return {
         "base_model": BaseModel(
             model=setting("ARK_BASE_MODEL", SMOLLM2), models_dir=str(base / "models")

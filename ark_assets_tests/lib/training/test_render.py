@@ -98,3 +98,13 @@ def test_invalid_tool_call_is_rejected() -> None:
         validate_call("AskAction", {"reasoning": "x"})
     with pytest.raises(KeyError):
         validate_call("DropTables", {})
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_rendered_chat_golden(name: str, qwen_tokenizer, snapshot) -> None:
+    """The exact training text: any change to prompts, tools or template is a reviewed diff."""
+    messages = messages_for(PATHS[name])
+    assert (
+        qwen_tokenizer.apply_chat_template(messages, tools=tool_schemas(), tokenize=False)
+        == snapshot
+    )
