@@ -20,9 +20,16 @@ def _print_summary(root: Path) -> None:
         print("  quarantined by rule:", ", ".join(f"{r}={n}" for r, n in rules.items()))
     print("\nOutputs")
     print(f"  DuckDB warehouse      {database}  (schema ark; e.g. ark.tagged_dialogues)")
+    adapters = sorted(
+        (root / "artifacts" / "adapters" / "sft").glob("*/training_card.json"),
+        key=lambda card: card.stat().st_mtime,
+    )
     for label, path in (
         ("MedArk tagged.pkl", root / "artifacts" / "exports" / "tagged.pkl"),
         ("landed source files", root / "landing"),
+        ("knowledge base", root / "chroma"),
+        ("student checkpoint", root / "models" / "base"),
+        ("SFT adapter + card", adapters[-1].parent if adapters else root / "missing"),
     ):
         if path.exists():
             print(f"  {label:<21} {path}")

@@ -14,6 +14,13 @@ _COUNTS = {
     "dialogues tagged": "select count(*) from ark.tagged_dialogues",
     "key collisions (kept)": "select count(*) from ark.tag_collisions where kind='collision'",
     "exact duplicates collapsed": "select count(*) from ark.tag_collisions where kind='duplicate'",
+    "KB documents": "select count(*) from ark.kb_sources",
+    "Ark paths": "select count(*) from ark.ark_paths",
+    "  of which ask": "select count(*) from ark.ark_paths where is_asking",
+    "Ark path failures (kept)": "select count(*) from ark.ark_failures",
+    "SFT examples, train": "select count(*) from ark.sft_records where split='train'",
+    "SFT examples, held out": "select count(*) from ark.sft_records where split='heldout'",
+    "SFT examples over length": "select count(*) from ark.sft_quarantine",
 }
 
 
