@@ -23,16 +23,11 @@ def dialogue_sha256(turns: Sequence[Mapping[str, str]]) -> str:
     """Identity of a whole dialogue, independent of the key order inside each turn.
 
     Two records are exact duplicates when this digest matches; two records *collide* when their
-    ``medark_key`` matches but this digest does not.
+    ``medark_key`` matches but this digest does not. The repr of a list of (patient, doctor)
+    tuples is unambiguous (every string quoted and escaped) and computed in C.
     """
-    digest = hashlib.sha256()
-    for turn in turns:
-        for text in (turn["patient"], turn["doctor"]):
-            encoded = text.encode()
-            # Length-prefixed, so no choice of text can make two dialogues encode alike.
-            digest.update(len(encoded).to_bytes(8, "big"))
-            digest.update(encoded)
-    return digest.hexdigest()
+    pairs = [(turn["patient"], turn["doctor"]) for turn in turns]
+    return hashlib.sha256(repr(pairs).encode()).hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
