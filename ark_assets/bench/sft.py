@@ -32,8 +32,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "MedArk recipe (pad to 2048, batch 1, checkpointing)": {
         "batching": "pad_to_max", "batch_size": 1, "gradient_checkpointing": True,
     },
-    "ark-assets (length-grouped dynamic padding, batch 8)": {
-        "batching": "length_grouped", "batch_size": 8, "gradient_checkpointing": False,
+    "ark-assets (length-grouped dynamic padding, batch 4)": {
+        "batching": "length_grouped", "batch_size": 4, "gradient_checkpointing": True,
     },
 }  # fmt: skip
 
@@ -76,7 +76,7 @@ def _train(name: str, overrides: dict[str, Any], base: Path, records: Path, root
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--examples", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=12)
     parser.add_argument(
         "--base-model", default=str(data_dir() / "models" / "base" / safe_name(SMOLLM2))
     )

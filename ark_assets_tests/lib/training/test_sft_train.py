@@ -29,16 +29,16 @@ def records(tiny_model: Path, qwen_tokenizer, tmp_path_factory: pytest.TempPathF
 
 
 def _settings(tiny_model: Path, records: Path, root: Path, **overrides) -> Path:
-    settings = SftSettings(
-        base_model_path=str(tiny_model),
-        records_path=str(records),
-        output_dir=str(root / "adapter"),
-        checkpoint_dir=str(root / "checkpoints"),
-        batch_size=2,
-        save_steps=2,
-        lora={"r": 4, "alpha": 8, "dropout": 0.0, "use_rslora": True},
-        **overrides,
-    )
+    fields = {
+        "base_model_path": str(tiny_model),
+        "records_path": str(records),
+        "output_dir": str(root / "adapter"),
+        "checkpoint_dir": str(root / "checkpoints"),
+        "batch_size": 2,
+        "save_steps": 2,
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "use_rslora": True},
+    }
+    settings = SftSettings.model_validate({**fields, **overrides})
     path = root / "settings.json"
     path.write_text(settings.model_dump_json())
     return path
