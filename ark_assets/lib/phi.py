@@ -31,6 +31,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+EN_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
 PHONE = "PHONE"
 ID = "ID"  # resident ID, SSN, passport and other personal ID numbers
 MRN = "MRN"  # medical record, insurance, patient card numbers
@@ -245,10 +260,7 @@ def _us_phone(text: str) -> Iterator[Match]:
 
 # Exact dates only (a day is present); a year alone and "3月份" are not identifying, and all
 # of them are common in histories ("2019年做过手术").
-_MONTHS = (
-    "January|February|March|April|May|June|July|August|September|October|November|December|"
-    "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
-)
+_MONTHS = "|".join(EN_MONTHS) + "|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
 _DATE_PATTERNS = (
     re.compile(r"(?<!\d)(?:(?:19|20)\d{2}\s*年\s*)?\d{1,2}\s*月\s*\d{1,2}\s*[日号](?!\d)"),
     re.compile(
@@ -504,18 +516,7 @@ _EN_NOT_NAMES = frozenset(
         "Friday",
         "Saturday",
         "Sunday",
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
+        *EN_MONTHS,
         "English",
         "Chinese",
         "American",

@@ -24,6 +24,7 @@ from ark_assets.lib.phi import (
     ADDRESS,
     DATE,
     EMAIL,
+    EN_MONTHS,
     HOSPITAL,
     ID,
     IP,
@@ -145,20 +146,7 @@ def _en_phone(rng: random.Random) -> str:
 
 def _en_date(rng: random.Random) -> str:
     y, m, d = rng.randint(1940, 2024), rng.randint(1, 12), rng.randint(1, 28)
-    month = (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    )[m - 1]
+    month = EN_MONTHS[m - 1]
     return rng.choice(
         (f"{month} {d}, {y}", f"{m:02d}/{d:02d}/{y}", f"{y}-{m:02d}-{d:02d}", f"{d} {month} {y}")
     )
