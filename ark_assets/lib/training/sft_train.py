@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import resource
 import sys
 import time
@@ -141,11 +142,27 @@ def _device(settings: SftSettings) -> str:
     return settings.device
 
 
+def length_grouped_order(lengths: list[int], settings: SftSettings) -> list[int]:
+    """Row order whose consecutive batches hold examples of similar length, batches shuffled.
+
+    transformers' LengthGroupedSampler sorts only inside random "megabatches" whose size
+    shrinks to one batch for small datasets, i.e. no grouping at all; sorting every example
+    and shuffling whole batches (seeded) groups at any dataset size.
+    """
+    per_update = settings.batch_size * settings.gradient_accumulation
+    by_length = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches = [by_length[i : i + per_update] for i in range(0, len(by_length), per_update)]
+    random.Random(settings.seed).shuffle(batches)
+    return [index for batch in batches for index in batch]
+
+
 def _dataset(settings: SftSettings) -> Any:
     from datasets import Dataset
 
     frame = pl.read_parquet(settings.records_path, columns=["input_ids", "prompt_tokens"])
     frame = frame.with_columns(length=pl.col("input_ids").list.len())
+    if settings.batching == "length_grouped":
+        frame = frame[length_grouped_order(frame["length"].to_list(), settings)]
     ids = frame["input_ids"].to_list()
     # Loss on the assistant turn only: everything before prompt_tokens is ignored (-100).
     labels = [
@@ -189,8 +206,9 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation,
         gradient_checkpointing=settings.gradient_checkpointing,
+        # length_grouped rows are already in batch order (length_grouped_order)
         train_sampling_strategy=(
-            "group_by_length" if settings.batching == "length_grouped" else "random"
+            "sequential" if settings.batching == "length_grouped" else "random"
         ),
         max_length=None,  # over-length examples were quarantined upstream, never truncated
         padding_free=settings.batching == "padding_free",

@@ -106,3 +106,22 @@ def test_interrupted_run_resumes_to_the_same_final_step(
     outcome = _outcome(output)
     assert outcome["resumed_from"] in ("checkpoint-1", "checkpoint-2")
     assert outcome["global_step"] == 3
+
+
+def test_length_grouped_order_batches_similar_lengths_at_any_size() -> None:
+    from ark_assets.lib.training.sft_train import length_grouped_order
+
+    lengths = [900, 1900, 1000, 1800, 950, 1000, 1020, 1700, 990, 930, 1010, 1950]
+    settings = SftSettings(
+        base_model_path="m", records_path="r", output_dir="o", checkpoint_dir="c", batch_size=4
+    )
+    order = length_grouped_order(lengths, settings)
+    assert sorted(order) == list(range(len(lengths)))
+
+    def useful_ratio(rows: list[int]) -> float:
+        batches = [[lengths[i] for i in rows[k : k + 4]] for k in range(0, 12, 4)]
+        return sum(lengths) / sum(max(batch) * len(batch) for batch in batches)
+
+    assert useful_ratio(order) > 0.95
+    assert useful_ratio(list(range(12))) < 0.7  # the arrival order mixes short and long
+    assert order == length_grouped_order(lengths, settings)  # seeded
