@@ -60,7 +60,7 @@ def test_failures_are_kept_and_a_high_failure_rate_blocks_downstream(platform: P
         teacher = TeacherResource(
             backend="openai",
             model="scripted",
-            api_key="test-key",
+            api_key="local",
             base_url=endpoint.base_url,
             max_attempts=2,
             cache_path=str(platform.root / "cache" / "scripted.sqlite"),

@@ -41,7 +41,7 @@ def endpoint(request: pytest.FixtureRequest) -> Iterator[ScriptedEndpoint]:
 def _teacher(server: ScriptedEndpoint, timeout_s: float = 10, **kwargs: Any):
     pauses: list[float] = []
     backend = OpenAIBackend(
-        model="scripted", api_key="test-key", base_url=server.base_url, timeout_s=timeout_s
+        model="scripted", api_key="local", base_url=server.base_url, timeout_s=timeout_s
     )
     return Teacher(backend, sleep=pauses.append, **kwargs), pauses
 
