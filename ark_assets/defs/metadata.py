@@ -11,6 +11,10 @@ import polars as pl
 from ark_assets.lib.hashing import sha256_file
 from ark_assets.lib.tables import Column
 
+# Tag of every asset that still holds dialogue text as it arrived (personal data not yet removed);
+# one constant, so the de-identification layer changes it in one place.
+PHI_RAW_TAGS = {"ark/phi": "raw"}
+
 
 def column_schema(columns: tuple[Column, ...]) -> dg.TableSchema:
     return dg.TableSchema(

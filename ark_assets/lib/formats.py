@@ -43,9 +43,14 @@ class FileIngest:
         return len(self.dialogues) + len(self.rejections)
 
 
+def file_suffix(name: str) -> str:
+    """The lower-case extension that picks a file's reader ("" when there is none)."""
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
 def ingest_file(name: str, data: bytes, limits: Limits) -> FileIngest:
     """Parse and validate one dialogue file; every record ends up accepted or rejected."""
-    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    suffix = file_suffix(name)
     reader = _READERS.get(suffix)
     if reader is None:
         result = FileIngest(source_format="unknown")
@@ -240,7 +245,7 @@ def count_records(name: str, data: bytes) -> int:
     lines for JSONL, list items for JSON, dialogue ids for long tables, and 1 for a file that
     cannot be read at all (it is quarantined as one record).
     """
-    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    suffix = file_suffix(name)
     try:
         if suffix == "jsonl":
             return sum(1 for line in data.removeprefix(_BOM).splitlines() if line.strip())

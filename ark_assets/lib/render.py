@@ -10,6 +10,7 @@ turn only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -57,6 +58,7 @@ class TellAction(BaseModel):
 ACTIONS: tuple[type[BaseModel], ...] = (RetrievalAction, AskAction, TellAction)
 
 
+@functools.cache
 def tool_schemas() -> list[dict[str, Any]]:
     """The three tools as OpenAI/Qwen function schemas, generated from the pydantic models."""
     tools = []
@@ -98,6 +100,7 @@ class RenderPrompt:
     version: str
 
 
+@functools.cache
 def render_prompt(language: str, version: str = PROMPT_VERSION) -> RenderPrompt:
     path = resources.files("ark_assets") / "prompts" / "sft" / f"{language}.{version}.toml"
     return RenderPrompt(**tomllib.loads(path.read_text()), version=f"sft/{language}.{version}")

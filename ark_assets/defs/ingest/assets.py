@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata
+from ark_assets.defs.metadata import PHI_RAW_TAGS, column_schema, file_metadata, table_metadata
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules, Warehouse
 from ark_assets.lib import tables
@@ -21,8 +21,6 @@ GROUP = "ingest"
 RECORDS_ACCOUNTED = "records_accounted"
 DIALOGUES_ACCOUNTED = "dialogues_accounted"
 CONVERSATION_ID_UNIQUE = "conversation_id_unique"
-# Raw dialogue text may carry personal data until de-identification (compliance layer).
-PHI_TAGS = {"ark/phi": "raw"}
 _BATCH_TABLE = {"partition_expr": "batch"}
 _LOGGED_REJECTIONS = 20
 
@@ -33,7 +31,7 @@ _LOGGED_REJECTIONS = 20
             description="Accepted dialogues of one arrived file, one row per dialogue.",
             code_version="1",
             metadata={**_BATCH_TABLE, "dagster/column_schema": column_schema(tables.RAW_DIALOGUES)},
-            tags=PHI_TAGS,
+            tags=PHI_RAW_TAGS,
             kinds={"polars", "duckdb"},
         ),
         "quarantined_records": dg.AssetOut(
@@ -43,7 +41,7 @@ _LOGGED_REJECTIONS = 20
                 **_BATCH_TABLE,
                 "dagster/column_schema": column_schema(tables.QUARANTINED_RECORDS),
             },
-            tags=PHI_TAGS,
+            tags=PHI_RAW_TAGS,
             kinds={"polars", "duckdb"},
         ),
     },
@@ -116,7 +114,7 @@ def raw_dialogues(
                 **_BATCH_TABLE,
                 "dagster/column_schema": column_schema(tables.TAGGED_DIALOGUES),
             },
-            tags=PHI_TAGS,
+            tags=PHI_RAW_TAGS,
             kinds={"polars", "duckdb"},
         ),
         "tag_collisions": dg.AssetOut(
@@ -197,7 +195,7 @@ def tagged_dialogues(
     group_name=GROUP,
     code_version="1",
     kinds={"python", "file"},
-    tags=PHI_TAGS,
+    tags=PHI_RAW_TAGS,
     automation_condition=dg.AutomationCondition.eager(),
 )
 def tagged_pkl(

@@ -7,7 +7,7 @@ import polars as pl
 from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
-from ark_assets.defs.metadata import column_schema, table_metadata
+from ark_assets.defs.metadata import PHI_RAW_TAGS, column_schema, table_metadata
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.lib.ark.entities import regenerate
@@ -40,8 +40,6 @@ PREFIXES_ACCOUNTED = "ark_prefixes_accounted"
 PATH_FAILURE_RATE = "ark_path_failure_rate"
 ASKING_HAVE_ENTITIES = "ark_asking_have_entities"
 ENTITY_FAILURE_RATE = "ark_entity_failure_rate"
-# Paths quote the dialogues they explain: as sensitive as INPUT_DIALOGUES.
-PHI_TAGS = {"ark/phi": "raw"}
 # One synthesis step at a time (pool limit 1, dagster.yaml), so the teacher's concurrency and
 # requests-per-minute limits hold for the whole deployment, not per step.
 TEACHER_POOL = "teacher"
@@ -74,7 +72,7 @@ def _out(description: str, columns: tuple, automation: dg.AutomationCondition) -
         description=description,
         code_version="1",
         metadata={"partition_expr": "batch", "dagster/column_schema": column_schema(columns)},
-        tags=PHI_TAGS,
+        tags=PHI_RAW_TAGS,
         kinds={"polars", "duckdb"},
         automation_condition=automation,
     )

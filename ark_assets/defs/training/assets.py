@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ark_assets.defs.metadata import column_schema, table_metadata, training_metadata
+from ark_assets.defs.metadata import PHI_RAW_TAGS, column_schema, table_metadata, training_metadata
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import ArtifactStore
 from ark_assets.defs.training.jobs import TRAINING_TAGS
@@ -18,7 +18,6 @@ from ark_assets.lib.sft_records import SFT_QUARANTINE, SFT_RECORDS, RecordSettin
 RECORDS_GROUP = "synthesis"
 GROUP = "training"
 SFT_TRAINER = "ark_assets.lib.training.sft_train"
-PHI_TAGS = {"ark/phi": "raw"}
 
 
 @dg.asset(group_name=GROUP, code_version="1", kinds={"pytorch", "file"})
@@ -49,7 +48,7 @@ class SftRecordsConfig(dg.Config):
                 "partition_expr": "batch",
                 "dagster/column_schema": column_schema(SFT_RECORDS),
             },
-            tags=PHI_TAGS,
+            tags=PHI_RAW_TAGS,
             kinds={"polars", "duckdb"},
             automation_condition=dg.AutomationCondition.eager(),
         ),

@@ -29,7 +29,7 @@ from ark_assets.lib.dialogues import (
     excerpt_of,
     is_blank,
 )
-from ark_assets.lib.formats import Parsed, decode_utf8, read_json_list, read_jsonl
+from ark_assets.lib.formats import Parsed, decode_utf8, file_suffix, read_json_list, read_jsonl
 from ark_assets.lib.knowledge.text import normalise, normalised_doc_id
 from ark_assets.lib.language import detect_language
 
@@ -119,7 +119,7 @@ def build_kb(files: Sequence[SourceFile], limits: KbLimits) -> KbBuild:
 
 def read_qa_file(name: str, data: bytes) -> tuple[str, Iterator[Parsed]]:
     """``(format, records)`` of one file; an unknown extension is one rejected record."""
-    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    suffix = file_suffix(name)
     if suffix == "jsonl":
         return "jsonl", read_jsonl(data)
     if suffix == "json":
@@ -141,7 +141,7 @@ def count_qa_records(name: str, data: bytes) -> int:
     The independent side of ``records read = documents + duplicates + quarantined``: non-blank
     lines for JSONL, list items for JSON, data rows for CSV, 1 for a file that cannot be read.
     """
-    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    suffix = file_suffix(name)
     body = data.removeprefix(_BOM)
     try:
         if suffix == "jsonl":

@@ -10,7 +10,6 @@ the 151,643 ranks, Qwen2's pre-tokenizer split, NFC normalisation, the 22 specia
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from tokenizers import AddedToken, normalizers
 from transformers import PreTrainedTokenizerFast
@@ -67,8 +66,3 @@ def build_qwen25_tokenizer(chat_template: str | None = None) -> PreTrainedTokeni
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     return tokenizer
-
-
-def save_qwen25_tokenizer(directory: Path, chat_template: str | None = None) -> Path:
-    build_qwen25_tokenizer(chat_template).save_pretrained(directory)
-    return directory
