@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,9 @@ RESERVED_TOKENS = (
 )
 _TURN_KEY_SET = frozenset(TURN_KEYS)
 _RESERVED = re.compile("|".join(re.escape(token) for token in RESERVED_TOKENS))
+# A file-supplied name a message may quote: ASCII, identifier-like, short (see shown_name).
+_SHOWABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+_SHOWN_NAMES = 8
 
 
 class Rule:
@@ -122,6 +126,28 @@ def excerpt_of(raw: Any) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
 
 
+def shown_name(value: Any) -> str:
+    """A file-supplied name or code (key, header cell, language) as a message may quote it.
+
+    Messages reach the run logs, which are not PHI-tagged, and a headerless CSV or a shifted
+    column puts record text where a name was expected: only identifier-like ASCII names are
+    quoted, anything else is described by its length (the quarantine excerpt has the content).
+    """
+    text = str(value)
+    if _SHOWABLE.fullmatch(text):
+        return repr(text)
+    return f"<{len(text)} characters, not shown>"
+
+
+def shown_names(values: Iterable[Any]) -> str:
+    """``[shown_name(v), ...]`` for the first few of ``values``."""
+    names = list(values)
+    parts = [shown_name(name) for name in names[:_SHOWN_NAMES]]
+    if len(names) > _SHOWN_NAMES:
+        parts.append(f"{len(names) - _SHOWN_NAMES} more")
+    return "[" + ", ".join(parts) + "]"
+
+
 def is_blank(text: str) -> bool:
     """True for text made only of whitespace and invisible format characters (e.g. U+200B)."""
     stripped = text.strip()
@@ -171,7 +197,7 @@ def _split_record(raw: Any) -> tuple[dict[str, Any], Any]:
             return raw, raw[key]
     raise RecordError(
         Rule.WRONG_KEYS,
-        f"no 'turns' or 'conversation' key (keys: {sorted(raw)}); "
+        f"no 'turns' or 'conversation' key (keys: {shown_names(sorted(raw))}); "
         "put the list of {patient, doctor} turns under 'turns'",
     )
 
@@ -201,8 +227,8 @@ def _validate_turn(index: int, turn: Any, limits: Limits) -> dict[str, str]:
     if turn.keys() != _TURN_KEY_SET:
         raise RecordError(
             Rule.WRONG_KEYS,
-            f"turn {index} has keys {list(turn)}; a turn has exactly 'patient' and 'doctor' "
-            "(lower case; rename user/assistant or role/content exports before loading)",
+            f"turn {index} has keys {shown_names(turn)}; a turn has exactly 'patient' and "
+            "'doctor' (lower case; rename user/assistant or role/content exports before loading)",
         )
     for key in turn:
         text = turn[key]
@@ -239,7 +265,7 @@ def _language(declared: Any, turns: list[dict[str, str]]) -> tuple[str, bool]:
         if code is None:
             raise RecordError(
                 Rule.INVALID_LANGUAGE,
-                f"language {declared!r} is not one of {list(SUPPORTED_LANGUAGES)} "
+                f"language {shown_name(declared)} is not one of {list(SUPPORTED_LANGUAGES)} "
                 "(ISO 639-1: Chinese is 'zh'); fix the field or leave it out to detect it",
             )
         return code, False

@@ -21,6 +21,7 @@ from ark_assets.lib.dialogues import (
     Rejection,
     Rule,
     excerpt_of,
+    shown_names,
     validate_record,
 )
 
@@ -176,7 +177,9 @@ def _unparseable_table(err: Exception, data: bytes) -> Rejection:
     return Rejection(
         None,
         Rule.UNPARSEABLE_FILE,
-        f"file is not a readable table: {type(err).__name__}: {str(err)[:200]}",
+        # The parser's message quotes the offending rows: they belong in the excerpt only.
+        f"file is not a readable table ({type(err).__name__}); a long table is a UTF-8 CSV or "
+        f"Parquet file with the columns {list(LONG_TABLE_COLUMNS)}",
         excerpt_of(data[:120]),
     )
 
@@ -217,7 +220,7 @@ def _long_table_dialogue(index: int, group: dict[str, Any]) -> Parsed:
             index,
             Rule.ROLE_ORDER,
             f"dialogue {group['dialogue_id']!r}: roles must alternate patient, doctor and end "
-            f"with a doctor reply; got {roles[:8]}",
+            f"with a doctor reply; got {shown_names(roles)}",
             excerpt,
         )
     turns = [{"patient": rows[i][2], "doctor": rows[i + 1][2]} for i in range(0, len(rows), 2)]

@@ -48,7 +48,10 @@ class EmbedderResource(dg.ConfigurableResource):
         "all-MiniLM-L6-v2); openai: the endpoint's model name.",
     )
     base_url: str = Field(default="", description="openai: the endpoint, e.g. a vLLM server.")
-    api_key: str = Field(default="", description="openai: the key (from ARK_EMBEDDER_API_KEY).")
+    # repr=False: a resolved resource's repr (error messages, debuggers) would print the key.
+    api_key: str = Field(
+        default="", repr=False, description="openai: the key (from ARK_EMBEDDER_API_KEY)."
+    )
     query_prefix: str = Field(
         default="", description="sentence_transformers: instruction put before each query."
     )

@@ -40,7 +40,10 @@ class TeacherResource(dg.ConfigurableResource):
         description="openai: the endpoint's model name; transformers: a local model directory.",
     )
     base_url: str = Field(default="", description="openai: the endpoint (empty: api.openai.com).")
-    api_key: str = Field(default="", description="openai: the key (from OPENAI_API_KEY).")
+    # repr=False: a resolved resource's repr (error messages, debuggers) would print the key.
+    api_key: str = Field(
+        default="", repr=False, description="openai: the key (from OPENAI_API_KEY)."
+    )
     cache_path: str = Field(description="SQLite file of the teacher cache.")
     max_concurrency: int = Field(default=8, description="Requests in flight at most.")
     requests_per_minute: int = Field(default=0, description="Request starts a minute; 0: no limit.")

@@ -245,7 +245,9 @@ class OpenAIEmbedder:
 
     @property
     def identity(self) -> str:
-        host = urlparse(self.base_url).netloc if self.base_url else "api.openai.com"
+        # hostname[:port], never the netloc: a URL may carry user:password@.
+        url = urlparse(self.base_url) if self.base_url else None
+        host = f"{url.hostname}{f':{url.port}' if url.port else ''}" if url else "api.openai.com"
         return f"openai-{_slug(self.model)}-{_slug(host)}"
 
     @property

@@ -28,6 +28,7 @@ from ark_assets.lib.dialogues import (
     Rule,
     excerpt_of,
     is_blank,
+    shown_names,
 )
 from ark_assets.lib.formats import Parsed, decode_utf8, file_suffix, read_json_list, read_jsonl
 from ark_assets.lib.knowledge.text import normalise, normalised_doc_id
@@ -170,7 +171,7 @@ def _read_csv(data: bytes) -> Iterator[Parsed]:
             yield Rejection(
                 None,
                 Rule.WRONG_KEYS,
-                f"CSV header lacks {missing} (header: {header}); the columns are "
+                f"CSV header lacks {missing} (header: {shown_names(header)}); the columns are "
                 "question, answer and optionally source",
                 excerpt_of(text[:200]),
             )
@@ -218,9 +219,10 @@ def _fields(raw: Any) -> tuple[Any, Any, str | None]:
     elif all(key in raw for key in MEDARK_KEYS):
         question, answer = raw["q"], raw["a"]
     else:
+        keys = shown_names(sorted(map(str, raw)))
         raise RecordError(
             Rule.WRONG_KEYS,
-            f"no question/answer (or MedArk q/a) keys (keys: {sorted(map(str, raw))}); "
+            f"no question/answer (or MedArk q/a) keys (keys: {keys}); "
             "name the fields 'question' and 'answer'",
         )
     origin = raw.get("source")
