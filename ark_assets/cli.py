@@ -1,4 +1,4 @@
-"""The `ark` command: `ark demo` (what `make demo` runs) and `ark summary`."""
+"""The `ark` command: demo (what `make demo` runs), summary, audit (lineage), forget."""
 
 from __future__ import annotations
 
@@ -54,9 +54,42 @@ def summary(_: argparse.Namespace) -> None:
     _print_summary(data_dir())
 
 
+def audit(args: argparse.Namespace) -> None:
+    from ark_assets.audit import audit_command
+
+    audit_command(args)
+
+
+def forget(args: argparse.Namespace) -> None:
+    from ark_assets.forget import forget_command
+
+    forget_command(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ark", description=__doc__)
     commands = parser.add_subparsers(required=True)
+    audit_parser = commands.add_parser(
+        "audit", help="lineage audit of an asset, an artifact file or an adapter directory"
+    )
+    audit_parser.add_argument("target", help="asset key (e.g. sft_adapter) or a path under data/")
+    audit_parser.add_argument(
+        "--out", type=Path, help="folder for audit.json + audit.md (default data/compliance/)"
+    )
+    audit_parser.set_defaults(run=audit)
+    forget_parser = commands.add_parser(
+        "forget", help="deletion request: tombstone a conversation key or a source file"
+    )
+    forget_parser.add_argument("target", help="conversation key, or a source file (path or name)")
+    forget_parser.add_argument("--by", help="who asks (default: the OS user)")
+    forget_parser.add_argument("--reason", default="", help="why, e.g. a ticket number")
+    forget_parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="re-materialize the affected tables and the index now (adapters stay tainted "
+        "until retrained)",
+    )
+    forget_parser.set_defaults(run=forget)
     commands.add_parser(
         "demo", help="materialize the whole graph on the bundled samples"
     ).set_defaults(run=demo)

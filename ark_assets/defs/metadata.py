@@ -14,6 +14,8 @@ from ark_assets.lib.tables import Column
 # Tag of every asset that still holds dialogue text as it arrived (personal data not yet removed);
 # one constant, so the de-identification layer changes it in one place.
 PHI_RAW_TAGS = {"ark/phi": "raw"}
+# Tag of every asset built from de-identified dialogues (deidentified_dialogues and downstream).
+PHI_DEIDENTIFIED_TAGS = {"ark/phi": "deidentified"}
 
 
 def column_schema(columns: tuple[Column, ...]) -> dg.TableSchema:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from ark_assets.lib.deidentify import residual_phi
 from ark_assets.lib.gx import run_suite
 
 
@@ -22,6 +24,22 @@ def gx_check(
             "rows": frame.height,
             "expectations_evaluated": result.evaluated,
             "failed_expectations": dg.MetadataValue.json(result.failed),
+        },
+        **result_kwargs,
+    )
+
+
+def phi_free_result(texts: Iterable[str], **result_kwargs: Any) -> dg.AssetCheckResult:
+    """Passes when no PHI detector fires on ``texts``; the metadata says which detectors fired
+    and how often, never what they matched. Every PHI-free check (de-identified dialogues,
+    knowledge-base documents, training records) uses it."""
+    residual = residual_phi(texts)
+    return dg.AssetCheckResult(
+        passed=not residual,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "detections": sum(residual.values()),
+            "by_detector": dg.MetadataValue.json(dict(sorted(residual.items()))),
         },
         **result_kwargs,
     )

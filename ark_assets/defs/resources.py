@@ -23,6 +23,7 @@ from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHan
 
 from ark_assets.lib import warehouse
 from ark_assets.lib.dialogues import Limits
+from ark_assets.lib.forget import Forgotten, read_requests
 
 WAREHOUSE_SCHEMA = "ark"
 
@@ -110,6 +111,11 @@ class Warehouse(dg.ConfigurableResource):
                 return None
             qualified = f"{self.schema_name}.{table}"
             return conn.execute(sql.format(table=qualified), list(params)).pl()
+
+    def forgotten(self) -> Forgotten:
+        """Everything under a deletion request (``ark forget``): rows to drop on rebuild."""
+        with self.connect() as conn:
+            return Forgotten.of(read_requests(conn, self.schema_name))
 
 
 class DialogueInbox(dg.ConfigurableResource):

@@ -156,7 +156,7 @@ def test_english_name_parts_share_the_full_names_placeholder() -> None:
     ]
 
 
-def _fixture_records() -> list[dict]:
+def fixture_records() -> list[dict]:
     return [json.loads(line) for line in FAKE_PHI.read_text(encoding="utf-8").splitlines()]
 
 
@@ -186,7 +186,7 @@ FIXTURE_IDENTIFIERS = [
 
 
 def test_fake_phi_fixture_is_fully_redacted() -> None:
-    records = [r for r in _fixture_records() if r["source"] == "fixture"]
+    records = [r for r in fixture_records() if r["source"] == "fixture"]
     assert len(records) == 2
     for record in records:
         raw = json.dumps(record["turns"], ensure_ascii=False)
@@ -202,7 +202,7 @@ def test_fake_phi_fixture_is_fully_redacted() -> None:
 
 
 def test_findings_never_hold_raw_values() -> None:
-    record = _fixture_records()[0]
+    record = fixture_records()[0]
     _, findings = redact_dialogue(record["turns"], "zh")
     values = {str(v) for f in findings for v in dataclasses.asdict(f).values()}
     raw_bits = {"13800000000", "张测试", "000000199001011234", "zhang.test@example.com"}

@@ -12,6 +12,7 @@ from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules, Warehouse
 from ark_assets.lib import tables
 from ark_assets.lib.artifacts import atomic_write_bytes
+from ark_assets.lib.forget import TABLE as DELETION_REQUESTS
 from ark_assets.lib.formats import count_records
 from ark_assets.lib.inbox import land
 from ark_assets.lib.ingest import ingest_batch
@@ -45,6 +46,7 @@ _LOGGED_REJECTIONS = 20
             kinds={"polars", "duckdb"},
         ),
     },
+    deps=[DELETION_REQUESTS],
     partitions_def=dialogue_batches,
     group_name=GROUP,
     check_specs=[
@@ -52,16 +54,25 @@ _LOGGED_REJECTIONS = 20
             RECORDS_ACCOUNTED,
             asset="raw_dialogues",
             blocking=True,
-            description="Records read (counted independently) = accepted + quarantined.",
+            description="Records read (counted independently) = accepted + quarantined + "
+            "forgotten (deletion requests).",
         )
     ],
 )
 def raw_dialogues(
-    context: dg.AssetExecutionContext, inbox: DialogueInbox, ingest_rules: IngestRules
+    context: dg.AssetExecutionContext,
+    inbox: DialogueInbox,
+    ingest_rules: IngestRules,
+    warehouse: Warehouse,
 ):
     """Reads the batch's file (landing it on first read), validates every record and splits
-    them into accepted dialogues and quarantined records."""
+    them into accepted dialogues and quarantined records; drops forgotten dialogues, and the
+    whole file when it is itself forgotten."""
     batch = context.partition_key
+    forgotten = warehouse.forgotten()
+    if batch in forgotten.batches:
+        yield from _forgotten_batch(context, batch)
+        return
     name, data, digest = land(batch, Path(inbox.path), Path(inbox.landing_path))
     frames = ingest_batch(batch, name, data, digest, ingest_rules.limits(), datetime.now(UTC))
     for rejection in frames.result.rejections[:_LOGGED_REJECTIONS]:
@@ -69,19 +80,24 @@ def raw_dialogues(
             f"{name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"
         )
     read = count_records(name, data)
-    accepted, quarantined = frames.accepted.height, frames.quarantined.height
-    counts = {"records_read": read, "accepted": accepted, "quarantined": quarantined}
+    accepted = forgotten.exclude(frames.accepted)
+    counts = {
+        "records_read": read,
+        "accepted": accepted.height,
+        "quarantined": frames.quarantined.height,
+        "forgotten": frames.accepted.height - accepted.height,
+    }
     yield dg.Output(
-        frames.accepted,
+        accepted,
         output_name="raw_dialogues",
         metadata={
-            **table_metadata(frames.accepted, tables.RAW_DIALOGUES),
+            **table_metadata(accepted, tables.RAW_DIALOGUES),
             **counts,
             "source_file": name,
             "file_sha256": digest,
             "source_format": frames.result.source_format,
             "languages": dg.MetadataValue.json(
-                dict(frames.accepted.group_by("language").len().iter_rows())
+                dict(accepted.group_by("language").len().iter_rows())
             ),
         },
     )
@@ -97,8 +113,25 @@ def raw_dialogues(
     yield dg.AssetCheckResult(
         check_name=RECORDS_ACCOUNTED,
         asset_key="raw_dialogues",
-        passed=read == accepted + quarantined,
+        passed=read == counts["accepted"] + counts["quarantined"] + counts["forgotten"],
         metadata=counts,
+    )
+
+
+def _forgotten_batch(context: dg.AssetExecutionContext, batch: str):
+    """A source file under a deletion request: its tables become empty, nothing is read."""
+    context.log.warning(f"batch {batch} is under a deletion request: storing no rows")
+    counts = {"records_read": 0, "accepted": 0, "quarantined": 0, "forgotten_file": True}
+    for output, columns in (
+        ("raw_dialogues", tables.RAW_DIALOGUES),
+        ("quarantined_records", tables.QUARANTINED_RECORDS),
+    ):
+        empty = tables.frame([], columns)
+        yield dg.Output(
+            empty, output_name=output, metadata={**table_metadata(empty, columns), **counts}
+        )
+    yield dg.AssetCheckResult(
+        check_name=RECORDS_ACCOUNTED, asset_key="raw_dialogues", passed=True, metadata=counts
     )
 
 
@@ -144,7 +177,7 @@ def raw_dialogues(
             DIALOGUES_ACCOUNTED,
             asset="tagged_dialogues",
             blocking=True,
-            description="Accepted dialogues = tagged rows + collapsed duplicates.",
+            description="Accepted dialogues = tagged rows + collapsed duplicates + forgotten.",
         ),
     ],
 )
@@ -154,6 +187,8 @@ def tagged_dialogues(
     """Computes the MedArk key of every accepted dialogue, against the keys already held by
     other batches, and records each collision and collapsed duplicate."""
     batch = context.partition_key
+    forgotten = warehouse.forgotten()
+    dialogues = forgotten.exclude(raw_dialogues)
     others = warehouse.read(
         "tagged_dialogues",
         "select conversation_id, medark_key, dialogue_sha256, batch from {table} where batch <> ?",
@@ -161,10 +196,14 @@ def tagged_dialogues(
     )
     if others is None:
         others = tables.frame([], tables.TAGGED_DIALOGUES)
-    tagged, collisions = tag_frames(batch, raw_dialogues, others)
+    tagged, collisions = tag_frames(batch, dialogues, others)
     kinds = collisions["kind"]
     n_collisions, n_duplicates = (kinds == COLLISION).sum(), (kinds == DUPLICATE).sum()
-    counts = {"collisions": int(n_collisions), "duplicates_collapsed": int(n_duplicates)}
+    counts = {
+        "collisions": int(n_collisions),
+        "duplicates_collapsed": int(n_duplicates),
+        "forgotten": raw_dialogues.height - dialogues.height,
+    }
     yield dg.Output(
         tagged,
         output_name="tagged_dialogues",
@@ -186,7 +225,7 @@ def tagged_dialogues(
     yield dg.AssetCheckResult(
         check_name=DIALOGUES_ACCOUNTED,
         asset_key="tagged_dialogues",
-        passed=raw_dialogues.height == tagged.height + n_duplicates,
+        passed=raw_dialogues.height == tagged.height + n_duplicates + counts["forgotten"],
         metadata={"accepted": raw_dialogues.height, "tagged": tagged.height, **counts},
     )
 
@@ -199,11 +238,14 @@ def tagged_dialogues(
     automation_condition=dg.AutomationCondition.eager(),
 )
 def tagged_pkl(
-    context: dg.AssetExecutionContext, tagged_dialogues: pl.DataFrame, artifacts: ArtifactStore
+    context: dg.AssetExecutionContext,
+    tagged_dialogues: pl.DataFrame,
+    artifacts: ArtifactStore,
+    warehouse: Warehouse,
 ) -> dg.MaterializeResult:
     """MedArk's tagged.pkl: a pickled ``dict[conversation key -> list of turn dicts]`` over all
     batches, loadable by MedArk's own stages (plain keys are byte-identical to theirs)."""
-    entries = medark_tagged_dict(tagged_dialogues)
+    entries = medark_tagged_dict(warehouse.forgotten().exclude(tagged_dialogues))
     path = artifacts.path("exports", "tagged.pkl")
     atomic_write_bytes(path, pickle.dumps(entries, protocol=4))
     disambiguated = sum("~" in key for key in entries)

@@ -10,9 +10,12 @@ from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, KbInbox, VectorStoreResource
 from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata
-from ark_assets.defs.resources import ArtifactStore
+from ark_assets.defs.quality import phi_free_result
+from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.lib import tables
 from ark_assets.lib.artifacts import atomic_write_bytes
+from ark_assets.lib.deidentify import deidentify_documents
+from ark_assets.lib.forget import TABLE as DELETION_REQUESTS
 from ark_assets.lib.knowledge.evaluation import eval_queries, evaluate_index, markdown_report
 from ark_assets.lib.knowledge.inbox import current_files, land_all
 from ark_assets.lib.knowledge.records import KbLimits
@@ -28,6 +31,7 @@ from ark_assets.lib.knowledge.tables import (
 GROUP = "knowledge"
 RECORDS_ACCOUNTED = "records_accounted"
 RECALL_AT_5_FLOOR = "recall_at_5_floor"
+KB_PHI_FREE = "kb_sources_phi_free"
 _LOGGED_REJECTIONS = 20
 
 
@@ -64,36 +68,56 @@ class KbSourcesConfig(dg.Config):
             blocking=True,
             description="Records read (counted independently) = documents + duplicates "
             "collapsed + quarantined.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            KB_PHI_FREE,
+            asset="kb_sources",
+            blocking=True,
+            description="No PHI detector fires on any question or answer (they are pasted into "
+            "training prompts as retrieval results).",
+        ),
     ],
+    deps=[DELETION_REQUESTS],
 )
-def kb_sources(context: dg.AssetExecutionContext, config: KbSourcesConfig, kb_inbox: KbInbox):
+def kb_sources(
+    context: dg.AssetExecutionContext,
+    config: KbSourcesConfig,
+    kb_inbox: KbInbox,
+    warehouse: Warehouse,
+):
     """Reads every file in the KB inbox (landing each version), validates and normalises each
-    QA pair and collapses exact duplicates by doc_id."""
+    QA pair, collapses exact duplicates by doc_id and replaces PHI in questions and answers.
+    Files under a deletion request are not read."""
     inbox = Path(kb_inbox.path)
+    forgotten = warehouse.forgotten()
     arrived = current_files(inbox)
-    if not arrived:
+    if not arrived and not forgotten.file_sha256s:
         raise dg.Failure(
             f"no files in the KB inbox {inbox}: drop .jsonl/.csv/.json QA files there "
             "(e.g. ark_assets/samples/kb_qa_sample.jsonl); an empty inbox never empties the index"
         )
-    files = land_all(arrived, inbox, Path(kb_inbox.landing_path))
+    kept = [f for f in arrived if f.sha256 not in forgotten.file_sha256s]
+    files = land_all(kept, inbox, Path(kb_inbox.landing_path))
     limits = KbLimits(config.max_question_chars, config.max_answer_chars)
     frames = kb_frames(files, limits, datetime.now(UTC))
     for source, rejection in frames.build.rejections[:_LOGGED_REJECTIONS]:
         context.log.warning(
             f"{source.name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"
         )
+    documents, phi_by_type = deidentify_documents(frames.documents)
     counts = frames.counts
     files_meta = dg.MetadataValue.json({f.name: f.sha256 for f in files})
-    languages = dict(frames.documents.group_by("language").len().iter_rows())
+    languages = dict(documents.group_by("language").len().iter_rows())
     yield dg.Output(
-        frames.documents,
+        documents,
         output_name="kb_sources",
         metadata={
-            **table_metadata(frames.documents, KB_SOURCES),
+            **table_metadata(documents, KB_SOURCES),
             **counts,
             "files": files_meta,
+            "forgotten_files": len(arrived) - len(kept),
+            "phi_replaced": sum(phi_by_type.values()),
+            "phi_by_type": dg.MetadataValue.json(dict(sorted(phi_by_type.items()))),
             "languages": dg.MetadataValue.json({str(k): v for k, v in languages.items()}),
         },
     )
@@ -111,6 +135,11 @@ def kb_sources(context: dg.AssetExecutionContext, config: KbSourcesConfig, kb_in
         asset_key="kb_sources",
         passed=frames.accounted,
         metadata=counts,
+    )
+    yield phi_free_result(
+        (text for pair in documents.select("question", "answer").iter_rows() for text in pair),
+        check_name=KB_PHI_FREE,
+        asset_key="kb_sources",
     )
 
 

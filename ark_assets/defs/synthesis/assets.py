@@ -7,8 +7,9 @@ import polars as pl
 from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
-from ark_assets.defs.metadata import PHI_RAW_TAGS, column_schema, table_metadata
+from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table_metadata
 from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.lib.ark.entities import regenerate
 from ark_assets.lib.ark.loop import ArkLoop, LoopSettings, prefixes
@@ -32,9 +33,8 @@ from ark_assets.lib.ark.teacher import Teacher
 from ark_assets.lib.knowledge.store import KnowledgeIndex
 
 GROUP = "synthesis"
-# The dialogues the Ark loop explains: the one line to change when de-identified dialogues
-# (compliance layer) sit between tagging and synthesis.
-INPUT_DIALOGUES = "tagged_dialogues"
+# The dialogues the Ark loop explains: de-identified (compliance layer), never raw.
+INPUT_DIALOGUES = "deidentified_dialogues"
 KB_INDEX = "kb_index"
 PREFIXES_ACCOUNTED = "ark_prefixes_accounted"
 PATH_FAILURE_RATE = "ark_path_failure_rate"
@@ -72,7 +72,7 @@ def _out(description: str, columns: tuple, automation: dg.AutomationCondition) -
         description=description,
         code_version="1",
         metadata={"partition_expr": "batch", "dagster/column_schema": column_schema(columns)},
-        tags=PHI_RAW_TAGS,
+        tags=PHI_DEIDENTIFIED_TAGS,
         kinds={"polars", "duckdb"},
         automation_condition=automation,
     )
@@ -114,9 +114,11 @@ def ark_paths(
     teacher: TeacherResource,
     embedder: EmbedderResource,
     vector_store: VectorStoreResource,
+    warehouse: Warehouse,
 ):
     """Runs the Ark loop over every prefix of the batch's dialogues against the knowledge base
-    (``kb_index``), through the cached teacher."""
+    (``kb_index``), through the cached teacher; dialogues under a deletion request are left out."""
+    dialogues = warehouse.forgotten().exclude(dialogues)
     index = vector_store.index(embedder)
     kb = _kb_metadata(context, index)
     items = [p for row in dialogues.iter_rows(named=True) for p in prefixes(row)]
@@ -180,9 +182,10 @@ def ark_entities(
     config: ArkEntitiesConfig,
     ark_paths: pl.DataFrame,
     teacher: TeacherResource,
+    warehouse: Warehouse,
 ):
     """Asks the teacher what each asking reply asks about; entities must occur in the reply."""
-    asking = ark_paths.filter(pl.col("is_asking"))
+    asking = warehouse.forgotten().exclude(ark_paths).filter(pl.col("is_asking"))
     with teacher.open() as ark_teacher:
         outcome = regenerate(ark_teacher, list(asking.iter_rows(named=True)))
     records, failures = entities_frame(outcome.records), failures_frame(outcome.failures)

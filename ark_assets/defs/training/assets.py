@@ -7,9 +7,15 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ark_assets.defs.metadata import PHI_RAW_TAGS, column_schema, table_metadata, training_metadata
+from ark_assets.defs.metadata import (
+    PHI_DEIDENTIFIED_TAGS,
+    column_schema,
+    table_metadata,
+    training_metadata,
+)
 from ark_assets.defs.partitions import dialogue_batches
-from ark_assets.defs.resources import ArtifactStore
+from ark_assets.defs.quality import phi_free_result
+from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.defs.training.jobs import TRAINING_TAGS
 from ark_assets.defs.training.resources import BaseModel, TrainingLauncher
 from ark_assets.lib.hashing import sha256_tree
@@ -18,6 +24,7 @@ from ark_assets.lib.sft_records import SFT_QUARANTINE, SFT_RECORDS, RecordSettin
 RECORDS_GROUP = "synthesis"
 GROUP = "training"
 SFT_TRAINER = "ark_assets.lib.training.sft_train"
+SFT_RECORDS_PHI_FREE = "sft_records_phi_free"
 
 
 @dg.asset(group_name=GROUP, code_version="1", kinds={"pytorch", "file"})
@@ -48,7 +55,7 @@ class SftRecordsConfig(dg.Config):
                 "partition_expr": "batch",
                 "dagster/column_schema": column_schema(SFT_RECORDS),
             },
-            tags=PHI_RAW_TAGS,
+            tags=PHI_DEIDENTIFIED_TAGS,
             kinds={"polars", "duckdb"},
             automation_condition=dg.AutomationCondition.eager(),
         ),
@@ -67,6 +74,15 @@ class SftRecordsConfig(dg.Config):
     deps=["base_model"],
     partitions_def=dialogue_batches,
     group_name=RECORDS_GROUP,
+    check_specs=[
+        dg.AssetCheckSpec(
+            SFT_RECORDS_PHI_FREE,
+            asset="sft_records",
+            blocking=True,
+            description="No PHI detector fires on any message of any example (dialogue turns, "
+            "knowledge-base hits, teacher reasoning).",
+        )
+    ],
 )
 def sft_records(
     context: dg.AssetExecutionContext,
@@ -74,13 +90,18 @@ def sft_records(
     ark_paths: pl.DataFrame,
     ark_entities: pl.DataFrame,
     base_model: BaseModel,
+    warehouse: Warehouse,
 ):
     """Renders each path with the base model's tokenizer and chat template, tokenizes each
-    assistant turn with its history, and quarantines over-length examples."""
+    assistant turn with its history, and quarantines over-length examples; paths of dialogues
+    under a deletion request are left out."""
     from transformers import AutoTokenizer
 
+    from ark_assets.lib.deidentify import message_texts
     from ark_assets.lib.sft_records import build_records
 
+    forgotten = warehouse.forgotten()
+    ark_paths, ark_entities = forgotten.exclude(ark_paths), forgotten.exclude(ark_entities)
     tokenizer = AutoTokenizer.from_pretrained(base_model.local_path())
     settings = RecordSettings(max_length=config.max_length, heldout_percent=config.heldout_percent)
     records, quarantined = build_records(ark_paths, ark_entities, tokenizer, settings)
@@ -100,6 +121,11 @@ def sft_records(
         quarantined,
         "sft_quarantine",
         metadata={**table_metadata(quarantined, SFT_QUARANTINE), **counts},
+    )
+    yield phi_free_result(
+        message_texts(records["messages_json"]),
+        check_name=SFT_RECORDS_PHI_FREE,
+        asset_key="sft_records",
     )
 
 
@@ -141,14 +167,15 @@ def sft_adapter(
     base_model: BaseModel,
     training_launcher: TrainingLauncher,
     artifacts: ArtifactStore,
+    warehouse: Warehouse,
 ):
     """LoRA SFT adapter trained by trl in its own process (Dagster Pipes) on the train split;
-    resumes from its last checkpoint when the same inputs and settings are re-run."""
+    resumes from its last checkpoint when the same inputs and settings are re-run. Examples of
+    dialogues under a deletion request are left out, even if sft_records is stale."""
     from ark_assets.lib.training.runs import prepare_run
 
-    train = sft_records.filter(pl.col("split") == "train").sort(
-        "conversation_id", "turn_index", "step"
-    )
+    records = warehouse.forgotten().exclude(sft_records)
+    train = records.filter(pl.col("split") == "train").sort("conversation_id", "turn_index", "step")
     hyperparameters = {
         "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
                  "use_rslora": config.use_rslora},

@@ -16,6 +16,18 @@ import polars as pl
 from ark_assets.lib.hashing import sha256_bytes
 
 TRAIN_COLUMNS = ("input_ids", "prompt_tokens")
+LINEAGE_FILE = "lineage.json"
+
+
+def lineage_of(examples: pl.DataFrame) -> dict[str, Any]:
+    """Which conversations and batches a training set was built from (identifiers only): the
+    adapter carries it, so an audit names them and a deletion request can taint it."""
+    conversations = sorted(examples["conversation_id"].unique().to_list())
+    return {
+        "conversation_ids": conversations,
+        "conversations_sha256": sha256_bytes("\n".join(conversations).encode()),
+        "batches": sorted(examples["batch"].unique().to_list()),
+    }
 
 
 def prepare_run(
@@ -35,14 +47,19 @@ def prepare_run(
     run_dir = artifacts_root / "training" / kind / fingerprint
     run_dir.mkdir(parents=True, exist_ok=True)
     table.write_parquet(run_dir / "records.parquet")
+    lineage = lineage_of(examples)
+    (run_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=1))
     settings = {
         **hyperparameters,
         "base_model_path": str(base_model_path),
         "records_path": str(run_dir / "records.parquet"),
         "output_dir": str(artifacts_root / "adapters" / kind / fingerprint),
         "checkpoint_dir": str(run_dir / "checkpoints"),
+        "lineage_path": str(run_dir / LINEAGE_FILE),
         "provenance": {
             **provenance,
+            "conversations": len(lineage["conversation_ids"]),
+            "conversations_sha256": lineage["conversations_sha256"],
             "train_data_sha256": data_digest,
             "examples": table.height,
             "fingerprint": fingerprint,

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -69,6 +70,9 @@ class SftSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     provenance: dict[str, Any] = Field(
         default_factory=dict, description="Base model and data identity, copied to the card."
+    )
+    lineage_path: str | None = Field(
+        default=None, description="Conversations and batches of the data, copied beside the card."
     )
 
 
@@ -273,6 +277,8 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
             "train_loss": float(result.training_loss),
         }
         (tmp / "training_card.json").write_text(json.dumps(card, indent=2))
+        if settings.lineage_path:
+            shutil.copyfile(settings.lineage_path, tmp / Path(settings.lineage_path).name)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
         if device == "cuda"

@@ -68,7 +68,7 @@ def test_mixed_inbox_to_index_and_report(kb: KnowledgeBase) -> None:
     )
     assert index["embedder"] == "hashing-v1-d1024-n123" and index["dimension"] == 1024
     assert index["collection"].startswith("kb-hashing") and Path(index["path"]).is_dir()
-    assert all(_checks(result).values()) and len(_checks(result)) == 6
+    assert all(_checks(result).values()) and len(_checks(result)) == 7
 
     report = kb.metadata(result, "kb_retrieval_eval")
     assert report["dagster/row_count"] == 2  # dense and hybrid

@@ -76,6 +76,7 @@ def test_knowledge_definitions_carry_versions_schemas_and_blocking_checks() -> N
     }
     assert blocking == {
         "records_accounted": True,
+        "kb_sources_phi_free": True,
         "kb_sources_contract": True,
         "kb_quarantine_rules_known": False,
         "kb_index_matches_sources": True,

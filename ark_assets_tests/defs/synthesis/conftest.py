@@ -20,8 +20,9 @@ from ark_assets_tests.conftest import INGEST_SELECTION, SAMPLES, Platform
 ARK_ASSETS = ("ark_paths", "ark_failures", "ark_entities", "ark_entity_failures")
 SYNTHESIS = dg.AssetSelection.assets(*ARK_ASSETS)
 KB = dg.AssetSelection.assets("kb_sources", "kb_quarantined_records", "kb_index")
+DEIDENTIFY = dg.AssetSelection.assets("deidentified_dialogues", "phi_findings")
 # What a synthesis run needs upstream; other assets need resources these tests do not build.
-_UPSTREAM_GROUPS = {"ingest", "knowledge"}
+_UPSTREAM_GROUPS = {"ingest", "knowledge", "compliance"}
 
 
 def layer_definitions(defs: dg.Definitions) -> list[Any]:
@@ -94,7 +95,7 @@ def build(platform: Platform, language: str, dialogues: int, kb_pairs: int) -> S
     assert materialize(platform, KB).success
     platform.drop(sample_file(platform.root, language, dialogues))
     (batch,) = platform.sense()
-    assert materialize(platform, INGEST_SELECTION, batch).success
+    assert materialize(platform, INGEST_SELECTION | DEIDENTIFY, batch).success
     return Synthesis(platform, batch, dialogues)
 
 

@@ -94,7 +94,7 @@ def test_lineage_groups_versions_and_checks_of_the_synthesis_assets(platform: Pl
         node = graph.get(dg.AssetKey(name))
         assert node.group_name == "synthesis" and node.code_version == "1"
         assert "dagster/column_schema" in node.metadata and node.automation_condition is not None
-        assert node.partitions_def is not None and node.tags["ark/phi"] == "raw"
+        assert node.partitions_def is not None and node.tags["ark/phi"] == "deidentified"
     specs = {
         spec.name: spec.blocking
         for asset in (synthesis.ark_paths, synthesis.ark_entities)

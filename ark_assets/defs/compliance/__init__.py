@@ -1,0 +1,1 @@
+"""Compliance: de-identification, deletion requests and the lineage audit."""
