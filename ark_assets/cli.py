@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     audit_parser.add_argument("target", help="asset key (e.g. sft_adapter) or a path under data/")
     audit_parser.add_argument(
-        "--out", type=Path, help="folder for audit.json + audit.md (default data/compliance/)"
+        "--out", type=Path, help="folder for <target>.audit.json/.md (default data/compliance/)"
     )
     audit_parser.set_defaults(run=audit)
     forget_parser = commands.add_parser(

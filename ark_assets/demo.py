@@ -72,14 +72,17 @@ def stretches(definitions: dg.Definitions) -> Iterator[Stretch]:
     current: list[dg.AssetKey] = []
     partitions: dg.PartitionsDefinition | None = None
     for level in graph.toposorted_asset_keys_by_level:
-        for key in sorted(level, key=lambda k: k.to_user_string()):
-            node = graph.get(key)
-            if not node.is_materializable:
-                continue
+        nodes = [graph.get(key) for key in level if graph.get(key).is_materializable]
+        # Assets of one level are independent: those continuing the current stretch go first,
+        # then one partitioning at a time, so a multi-asset's outputs never straddle two runs.
+        nodes.sort(
+            key=lambda n: (n.partitions_def != partitions, repr(n.partitions_def), n.key.path)
+        )
+        for node in nodes:
             if current and node.partitions_def != partitions:
                 yield Stretch(tuple(current), partitions)
                 current = []
-            current.append(key)
+            current.append(node.key)
             partitions = node.partitions_def
     if current:
         yield Stretch(tuple(current), partitions)
