@@ -162,3 +162,22 @@ def test_forget_a_knowledge_base_file_removes_its_documents_from_chroma(
 def test_unknown_targets_say_what_was_searched(platform: Platform) -> None:
     with pytest.raises(NothingToForget, match="neither a conversation key"):
         forget("no-such-key", platform.resources, platform.instance)
+
+
+def test_the_ui_job_records_a_deletion_request(platform: Platform) -> None:
+    (batch,) = platform.ingest(FAKE_PHI)
+    ((key,),) = _query(platform, "select conversation_id from ark.tagged_dialogues limit 1")
+    job = platform.defs.get_job_def("deletion_request_job")
+    config = {"target": key, "requested_by": "privacy-office", "reason": "T-2"}
+    result = job.execute_in_process(
+        run_config={"ops": {"record_deletion_request": {"config": config}}},
+        instance=platform.instance,
+        resources=platform.resources,
+    )
+    assert result.success
+    rows = _query(
+        platform, "select conversation_id, requested_by, reason from ark.deletion_requests"
+    )
+    assert rows == [(key, "privacy-office", "T-2")]
+    assert platform.materialize(DEIDENTIFY, batch).success
+    assert _count(platform, "deidentified_dialogues", key) == 0
