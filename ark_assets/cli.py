@@ -30,6 +30,7 @@ def _print_summary(root: Path) -> None:
         ("knowledge base", root / "chroma"),
         ("student checkpoint", root / "models" / "base"),
         ("SFT adapter + card", adapters[-1].parent if adapters else root / "missing"),
+        ("compliance audit", root / "artifacts" / "compliance" / "audit.md"),
     ):
         if path.exists():
             print(f"  {label:<21} {path}")

@@ -166,6 +166,8 @@ def rebuild(
             instance=instance,
             resources=resources,
             tags={"ark/deletion_request": request.request_id},
+            # Step-by-step event logs belong in the UI; the terminal gets the outcome.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
         results.append(result)
