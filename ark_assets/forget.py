@@ -31,6 +31,7 @@ from ark_assets.lib.forget import (
     resolve_source_file,
 )
 from ark_assets.lib.hashing import sha256_file
+from ark_assets.lib.inbox import batch_digest, batch_key
 
 # Layers retrained on purpose, never as a side effect of a deletion request.
 _NOT_REBUILT_GROUPS = frozenset({"training"})
@@ -115,13 +116,18 @@ def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
     for key in ("inbox", "kb_inbox"):
         if key in resources:
             folders += [Path(resources[key].path), Path(resources[key].landing_path)]
+    # Landed copies sit in batch-key folders (<name>__<sha256 prefix>/): only those can match.
+    prefixes = {batch_digest(batch_key("", digest)) for digest in digests}
     deleted = []
     for folder in folders:
         for file in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            landed = file.parent != folder
+            if landed and batch_digest(file.parent.name) not in prefixes:
+                continue
             if file.is_file() and sha256_file(file) in digests:
                 file.unlink()
                 deleted.append(file)
-                if file.parent != folder and not any(file.parent.iterdir()):
+                if landed and not any(file.parent.iterdir()):
                     file.parent.rmdir()
     return deleted
 

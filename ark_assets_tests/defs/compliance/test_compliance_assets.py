@@ -11,7 +11,7 @@ from ark_assets.defs.training.resources import BaseModel
 from ark_assets.forget import forget, rebuild
 from ark_assets.lib.forget import CONVERSATION, SOURCE_FILE, NothingToForget
 from ark_assets_tests.conftest import BAD_INPUTS, SAMPLES, Platform
-from ark_assets_tests.defs.synthesis.conftest import DEIDENTIFY, KB, SYNTHESIS, build
+from ark_assets_tests.defs.synthesis.conftest import DEIDENTIFY, KB, SYNTHESIS, build, sample_file
 from ark_assets_tests.lib.test_phi import FIXTURE_IDENTIFIERS
 
 FAKE_PHI = BAD_INPUTS / "09_phi_like_FAKE.jsonl"
@@ -181,3 +181,40 @@ def test_the_ui_job_records_a_deletion_request(platform: Platform) -> None:
     assert rows == [(key, "privacy-office", "T-2")]
     assert platform.materialize(DEIDENTIFY, batch).success
     assert _count(platform, "deidentified_dialogues", key) == 0
+
+
+def test_forget_a_dialogue_file_empties_its_batch_and_deletes_its_copies(
+    platform: Platform, tiny_model: Path
+) -> None:
+    platform.resources["base_model"] = BaseModel(
+        model=str(tiny_model), models_dir=str(platform.root / "models")
+    )
+    assert platform.materialize(dg.AssetSelection.assets("base_model")).success
+    kept, dropped = sample_file(platform.root, "en", 3), FAKE_PHI
+    (kept_batch,) = platform.ingest(kept)
+    (batch,) = platform.ingest(dropped)
+    landed = platform.root / "landing" / batch
+    assert landed.is_dir() and (platform.inbox / dropped.name).exists()
+
+    request = forget(str(dropped), platform.resources, platform.instance, reason="T-3")
+    assert [(t.kind, t.batch) for t in request.tombstones] == [(SOURCE_FILE, batch)]
+    assert request.batches == [batch] and not landed.exists()
+    assert not (platform.inbox / dropped.name).exists()
+    results = rebuild(request, platform.defs, platform.instance, platform.resources)
+    assert all(r.success for r in results)
+    for table in (
+        "raw_dialogues",
+        "quarantined_records",
+        "tagged_dialogues",
+        "deidentified_dialogues",
+        "phi_findings",
+        "ark_paths",
+        "sft_records",
+    ):
+        sql = f"select count(*) from ark.{table} where batch = '{batch}'"
+        assert _query(platform, sql) == [(0,)], table  # fmt: skip
+    assert _query(platform, "select distinct batch from ark.raw_dialogues") == [(kept_batch,)]
+    (accounted,) = [
+        e for e in results[0].get_asset_check_evaluations() if e.check_name == "records_accounted"
+    ]
+    assert accounted.passed and accounted.metadata["forgotten_file"].value is True
