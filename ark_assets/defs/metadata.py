@@ -24,6 +24,29 @@ def column_schema(columns: tuple[Column, ...]) -> dg.TableSchema:
     )
 
 
+def table_out(
+    description: str,
+    columns: tuple[Column, ...],
+    *,
+    per_batch: bool = True,
+    tags: dict[str, str] | None = None,
+    automation: dg.AutomationCondition | None = None,
+) -> dg.AssetOut:
+    """One warehouse table of a multi-asset: polars in DuckDB, its column contract published,
+    sliced by ``batch`` when it is partitioned per dialogue batch."""
+    return dg.AssetOut(
+        description=description,
+        code_version="1",
+        metadata={
+            **({"partition_expr": "batch"} if per_batch else {}),
+            "dagster/column_schema": column_schema(columns),
+        },
+        tags=tags,
+        kinds={"polars", "duckdb"},
+        automation_condition=automation,
+    )
+
+
 def table_metadata(frame: pl.DataFrame, columns: tuple[Column, ...]) -> dict[str, Any]:
     return {
         "dagster/row_count": frame.height,

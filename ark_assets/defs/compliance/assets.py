@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table_metadata
+from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table_metadata, table_out
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.quality import phi_free_result
 from ark_assets.defs.resources import Warehouse
@@ -44,29 +44,19 @@ class DeidentifyConfig(dg.Config):
 
 @dg.multi_asset(
     outs={
-        "deidentified_dialogues": dg.AssetOut(
-            description="tagged_dialogues with every PHI span replaced by a typed placeholder "
-            "([NAME_1], [PHONE_1]…), consistent within each dialogue: the only dialogues "
-            "synthesis, training and evaluation read.",
-            code_version="1",
-            metadata={
-                "partition_expr": "batch",
-                "dagster/column_schema": column_schema(DEIDENTIFIED_DIALOGUES),
-            },
+        "deidentified_dialogues": table_out(
+            "tagged_dialogues with every PHI span replaced by a typed placeholder ([NAME_1], "
+            "[PHONE_1]…), consistent within each dialogue: the only dialogues synthesis, "
+            "training and evaluation read.",
+            DEIDENTIFIED_DIALOGUES,
             tags=PHI_DEIDENTIFIED_TAGS,
-            kinds={"polars", "duckdb"},
-            automation_condition=dg.AutomationCondition.eager(),
+            automation=dg.AutomationCondition.eager(),
         ),
-        "phi_findings": dg.AssetOut(
-            description="One row per replaced span: type, turn, role, offsets, detector, "
-            "placeholder. Never the raw value, nor a hash of it.",
-            code_version="1",
-            metadata={
-                "partition_expr": "batch",
-                "dagster/column_schema": column_schema(PHI_FINDINGS),
-            },
-            kinds={"polars", "duckdb"},
-            automation_condition=dg.AutomationCondition.eager(),
+        "phi_findings": table_out(
+            "One row per replaced span: type, turn, role, offsets, detector, placeholder. Never "
+            "the raw value, nor a hash of it.",
+            PHI_FINDINGS,
+            automation=dg.AutomationCondition.eager(),
         ),
     },
     ins={"tagged_dialogues": dg.AssetIn()},

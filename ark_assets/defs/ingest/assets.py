@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ark_assets.defs.metadata import PHI_RAW_TAGS, column_schema, file_metadata, table_metadata
+from ark_assets.defs.metadata import PHI_RAW_TAGS, file_metadata, table_metadata, table_out
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules, Warehouse
 from ark_assets.lib import tables
@@ -22,28 +22,20 @@ GROUP = "ingest"
 RECORDS_ACCOUNTED = "records_accounted"
 DIALOGUES_ACCOUNTED = "dialogues_accounted"
 CONVERSATION_ID_UNIQUE = "conversation_id_unique"
-_BATCH_TABLE = {"partition_expr": "batch"}
 _LOGGED_REJECTIONS = 20
 
 
 @dg.multi_asset(
     outs={
-        "raw_dialogues": dg.AssetOut(
-            description="Accepted dialogues of one arrived file, one row per dialogue.",
-            code_version="1",
-            metadata={**_BATCH_TABLE, "dagster/column_schema": column_schema(tables.RAW_DIALOGUES)},
+        "raw_dialogues": table_out(
+            "Accepted dialogues of one arrived file, one row per dialogue.",
+            tables.RAW_DIALOGUES,
             tags=PHI_RAW_TAGS,
-            kinds={"polars", "duckdb"},
         ),
-        "quarantined_records": dg.AssetOut(
-            description="Every record of the file that broke a rule, with the rule and a fix.",
-            code_version="1",
-            metadata={
-                **_BATCH_TABLE,
-                "dagster/column_schema": column_schema(tables.QUARANTINED_RECORDS),
-            },
+        "quarantined_records": table_out(
+            "Every record of the file that broke a rule, with the rule and a fix.",
+            tables.QUARANTINED_RECORDS,
             tags=PHI_RAW_TAGS,
-            kinds={"polars", "duckdb"},
         ),
     },
     deps=[DELETION_REQUESTS],
@@ -137,27 +129,15 @@ def _forgotten_batch(context: dg.AssetExecutionContext, batch: str):
 
 @dg.multi_asset(
     outs={
-        "tagged_dialogues": dg.AssetOut(
-            description=(
-                "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
-                "colliding dialogues kept under <key>~<digest prefix>."
-            ),
-            code_version="1",
-            metadata={
-                **_BATCH_TABLE,
-                "dagster/column_schema": column_schema(tables.TAGGED_DIALOGUES),
-            },
+        "tagged_dialogues": table_out(
+            "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
+            "colliding dialogues kept under <key>~<digest prefix>.",
+            tables.TAGGED_DIALOGUES,
             tags=PHI_RAW_TAGS,
-            kinds={"polars", "duckdb"},
         ),
-        "tag_collisions": dg.AssetOut(
-            description="Every record that did not get its own plain MedArk key, and why.",
-            code_version="1",
-            metadata={
-                **_BATCH_TABLE,
-                "dagster/column_schema": column_schema(tables.TAG_COLLISIONS),
-            },
-            kinds={"polars", "duckdb"},
+        "tag_collisions": table_out(
+            "Every record that did not get its own plain MedArk key, and why.",
+            tables.TAG_COLLISIONS,
         ),
     },
     ins={"raw_dialogues": dg.AssetIn()},

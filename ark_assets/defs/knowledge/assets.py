@@ -9,7 +9,7 @@ import polars as pl
 from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, KbInbox, VectorStoreResource
-from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata
+from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata, table_out
 from ark_assets.defs.quality import phi_free_result
 from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.lib import tables
@@ -46,18 +46,16 @@ class KbSourcesConfig(dg.Config):
 
 @dg.multi_asset(
     outs={
-        "kb_sources": dg.AssetOut(
-            description="The knowledge base: every QA pair in the KB inbox, normalised, one row "
-            "per distinct doc_id.",
-            code_version="1",
-            metadata={"dagster/column_schema": column_schema(KB_SOURCES)},
-            kinds={"polars", "duckdb"},
+        "kb_sources": table_out(
+            "The knowledge base: every QA pair in the KB inbox, normalised, one row per distinct "
+            "doc_id.",
+            KB_SOURCES,
+            per_batch=False,
         ),
-        "kb_quarantined_records": dg.AssetOut(
-            description="Every QA record that broke a rule, with the rule and a fix.",
-            code_version="1",
-            metadata={"dagster/column_schema": column_schema(KB_QUARANTINED_RECORDS)},
-            kinds={"polars", "duckdb"},
+        "kb_quarantined_records": table_out(
+            "Every QA record that broke a rule, with the rule and a fix.",
+            KB_QUARANTINED_RECORDS,
+            per_batch=False,
         ),
     },
     group_name=GROUP,

@@ -7,7 +7,7 @@ import polars as pl
 from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
-from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table_metadata
+from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, table_metadata, table_out
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
@@ -68,14 +68,7 @@ class ArkEntitiesConfig(dg.Config):
 
 
 def _out(description: str, columns: tuple, automation: dg.AutomationCondition) -> dg.AssetOut:
-    return dg.AssetOut(
-        description=description,
-        code_version="1",
-        metadata={"partition_expr": "batch", "dagster/column_schema": column_schema(columns)},
-        tags=PHI_DEIDENTIFIED_TAGS,
-        kinds={"polars", "duckdb"},
-        automation_condition=automation,
-    )
+    return table_out(description, columns, tags=PHI_DEIDENTIFIED_TAGS, automation=automation)
 
 
 def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:

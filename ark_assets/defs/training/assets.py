@@ -9,8 +9,8 @@ from pydantic import Field
 
 from ark_assets.defs.metadata import (
     PHI_DEIDENTIFIED_TAGS,
-    column_schema,
     table_metadata,
+    table_out,
     training_metadata,
 )
 from ark_assets.defs.partitions import dialogue_batches
@@ -47,27 +47,17 @@ class SftRecordsConfig(dg.Config):
 
 @dg.multi_asset(
     outs={
-        "sft_records": dg.AssetOut(
-            description="One Qwen2.5 tool-call training example per assistant turn of every path, "
+        "sft_records": table_out(
+            "One Qwen2.5 tool-call training example per assistant turn of every path, "
             "assistant-only labels, split train/heldout by conversation.",
-            code_version="1",
-            metadata={
-                "partition_expr": "batch",
-                "dagster/column_schema": column_schema(SFT_RECORDS),
-            },
+            SFT_RECORDS,
             tags=PHI_DEIDENTIFIED_TAGS,
-            kinds={"polars", "duckdb"},
-            automation_condition=dg.AutomationCondition.eager(),
+            automation=dg.AutomationCondition.eager(),
         ),
-        "sft_quarantine": dg.AssetOut(
-            description="Examples not kept (over max_length), with their length: never truncated.",
-            code_version="1",
-            metadata={
-                "partition_expr": "batch",
-                "dagster/column_schema": column_schema(SFT_QUARANTINE),
-            },
-            kinds={"polars", "duckdb"},
-            automation_condition=dg.AutomationCondition.eager(),
+        "sft_quarantine": table_out(
+            "Examples not kept (over max_length), with their length: never truncated.",
+            SFT_QUARANTINE,
+            automation=dg.AutomationCondition.eager(),
         ),
     },
     ins={"ark_paths": dg.AssetIn(), "ark_entities": dg.AssetIn()},
