@@ -7,17 +7,29 @@ from ark_assets.defs.knowledge.resources import KbInbox
 from ark_assets.defs.metadata import file_metadata
 from ark_assets.defs.resources import ArtifactStore, DialogueInbox, Warehouse
 from ark_assets.lib.audit_report import render_collection
+from ark_assets.lib.forget import TABLE as DELETION_REQUESTS
 
 GROUP = "compliance"
 # The file artifacts that leave the platform (exports, the index, adapters): each is audited.
 AUDITED_ARTIFACTS = ("tagged_pkl", "kb_index", "sft_adapter")
 
 
+# Re-audit whenever an audited artifact is rebuilt or a deletion request is recorded (`ark forget`
+# reports a deletion_requests materialization), even while some artifact was never built:
+# the audit reports those as such.
+ON_ARTIFACT_OR_REQUEST = (
+    dg.AutomationCondition.any_deps_updated()
+    & ~dg.AutomationCondition.in_progress()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+).with_label("on artifact rebuilds and deletion requests")
+
+
 @dg.asset(
     group_name=GROUP,
     code_version="1",
     kinds={"json", "markdown"},
-    deps=list(AUDITED_ARTIFACTS),
+    deps=[*AUDITED_ARTIFACTS, DELETION_REQUESTS],
+    automation_condition=ON_ARTIFACT_OR_REQUEST,
 )
 def compliance_audit(
     context: dg.AssetExecutionContext,

@@ -218,3 +218,21 @@ def test_forget_a_dialogue_file_empties_its_batch_and_deletes_its_copies(
         e for e in results[0].get_asset_check_evaluations() if e.check_name == "records_accounted"
     ]
     assert accounted.passed and accounted.metadata["forgotten_file"].value is True
+
+
+def test_a_deletion_request_triggers_a_new_audit(platform: Platform) -> None:
+    audit = dg.AssetKey("compliance_audit")
+    first = dg.evaluate_automation_conditions(
+        defs=platform.defs,
+        instance=platform.instance,
+        asset_selection=dg.AssetSelection.assets(audit),
+    )
+    assert first.get_num_requested(audit) == 0
+    platform.instance.report_runless_asset_event(dg.AssetMaterialization("deletion_requests"))
+    after = dg.evaluate_automation_conditions(
+        defs=platform.defs,
+        instance=platform.instance,
+        asset_selection=dg.AssetSelection.assets(audit),
+        cursor=first.cursor,
+    )
+    assert after.get_num_requested(audit) == 1
