@@ -172,16 +172,15 @@ def _rows(conn: duckdb.DuckDBPyConnection, schema: str, table: str, sql: str, pa
 def resolve_conversation(conn: duckdb.DuckDBPyConnection, schema: str, key: str) -> list[Tombstone]:
     """The conversation with this id; else every conversation with this MedArk key."""
     sql = (
-        "select distinct conversation_id, dialogue_sha256, batch, source_file from {table} "
+        "select distinct conversation_id, dialogue_sha256 from {table} "
         "where conversation_id = ? or (medark_key = ? and not exists "
         "(select 1 from {table} where conversation_id = ?)) order by conversation_id"
     )
     rows = _rows(conn, schema, "tagged_dialogues", sql, [key, key, key])
     return [
-        Tombstone(CONVERSATION, key, conversation_id=cid, dialogue_sha256=digest, batch=None,
-                  source_name=None)
-        for cid, digest, _batch, _name in rows
-    ]  # fmt: skip
+        Tombstone(CONVERSATION, key, conversation_id=cid, dialogue_sha256=digest)
+        for cid, digest in rows
+    ]
 
 
 def resolve_source_file(
