@@ -104,14 +104,23 @@ def _up_to_date(graph: Any, instance: dg.DagsterInstance, stretch: Stretch) -> b
     return True
 
 
+# Step-by-step event logs belong in the UI (`make ui`); the terminal gets progress.
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+
+
+def runnable(definitions: dg.Definitions) -> list[Any]:
+    """Every asset and check of the definitions, as ``dg.materialize`` takes them."""
+    return [
+        *(a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)),
+        *(definitions.asset_checks or []),
+    ]
+
+
 def materialize_graph(
     definitions: dg.Definitions, instance: dg.DagsterInstance, resources: dict[str, Any]
 ) -> int:
     """Materialize every stretch; returns the number of runs launched."""
-    everything = [
-        *(a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)),
-        *(definitions.asset_checks or []),
-    ]
+    everything = runnable(definitions)
     graph = definitions.get_repository_def().asset_graph
     runs = 0
     for stretch in stretches(definitions):
@@ -142,11 +151,7 @@ def materialize_graph(
                 everything,
                 selection=selection,
                 partition_key=partition_key,
-                # Step-by-step event logs belong in the UI (`make ui`); the terminal gets progress.
-                run_config={
-                    "ops": ops,
-                    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-                },
+                run_config={"ops": ops, "loggers": QUIET_LOGGERS},
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,

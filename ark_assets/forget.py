@@ -20,12 +20,14 @@ import dagster as dg
 
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import WAREHOUSE_SCHEMA
+from ark_assets.demo import QUIET_LOGGERS, runnable
 from ark_assets.lib import warehouse
 from ark_assets.lib.forget import (
     CONVERSATION,
     TABLE,
     NothingToForget,
     Tombstone,
+    batches_holding,
     record_requests,
     resolve_conversation,
     resolve_source_file,
@@ -44,21 +46,6 @@ class Request:
     deleted_files: list[Path]
     batches: list[str]  # dialogue batches to re-materialize
     knowledge_base: bool  # whether kb_sources must be re-materialized
-
-
-def affected_batches(database: str, tombstones: list[Tombstone]) -> list[str]:
-    """Batches holding a forgotten conversation (or a copy of its content) or file."""
-    digests = [t.dialogue_sha256 for t in tombstones if t.dialogue_sha256]
-    batches = {t.batch for t in tombstones if t.batch}
-    with warehouse.connect(database) as conn:
-        if digests and warehouse.table_exists(conn, WAREHOUSE_SCHEMA, "raw_dialogues"):
-            rows = conn.execute(
-                f"select distinct batch from {WAREHOUSE_SCHEMA}.raw_dialogues "
-                "where list_contains(?, dialogue_sha256)",
-                [digests],
-            ).fetchall()
-            batches |= {batch for (batch,) in rows}
-    return sorted(batches)
 
 
 def forget(
@@ -88,6 +75,7 @@ def forget(
         rows = record_requests(
             conn, WAREHOUSE_SCHEMA, tombstones, requested_by=requested_by, reason=reason
         )
+        batches_to_rebuild = batches_holding(conn, WAREHOUSE_SCHEMA, tombstones)
     request_id = rows["request_id"][0]
     deleted = _delete_copies(resources, {t.file_sha256 for t in tombstones if t.file_sha256})
     kb = any(t.kind != CONVERSATION and t.batch is None for t in tombstones)
@@ -105,7 +93,7 @@ def forget(
             },
         )
     )
-    return Request(request_id, tombstones, deleted, affected_batches(database, tombstones), kb)
+    return Request(request_id, tombstones, deleted, batches_to_rebuild, kb)
 
 
 def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
@@ -141,10 +129,7 @@ def rebuild(
     """Re-materialize what the request touches: each affected batch's chain, then the
     unpartitioned tables, indexes and exports downstream (not the training layer)."""
     graph = definitions.get_repository_def().asset_graph
-    everything = [
-        *(a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition)),
-        *(definitions.asset_checks or []),
-    ]
+    everything = runnable(definitions)
     nodes = [node for node in graph.asset_nodes if node.is_materializable]
     per_batch = [node.key for node in nodes if node.partitions_def == dialogue_batches]
     roots = set(per_batch) if request.batches else set()
@@ -172,8 +157,7 @@ def rebuild(
             instance=instance,
             resources=resources,
             tags={"ark/deletion_request": request.request_id},
-            # Step-by-step event logs belong in the UI; the terminal gets the outcome.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={"loggers": QUIET_LOGGERS},
             raise_on_error=False,
         )
         results.append(result)

@@ -23,6 +23,7 @@ from ark_assets.audit.stores import AuditStores, default_manifest_path
 from ark_assets.audit.targets import adapter_files, resolve
 from ark_assets.lib import audit_report as report
 from ark_assets.lib.artifacts import atomic_write_bytes
+from ark_assets.lib.forget import Identifiers
 
 
 def build_audit(
@@ -54,7 +55,7 @@ def build_audit(
     conversations, digests = conversation_keys(
         resolved, stores, batches, lineage, artifact.get("matches_disk")
     )
-    holdings = report.Holdings(
+    holdings = Identifiers(
         conversation_ids=frozenset(conversations.get("ids", [])),
         dialogue_sha256s=digests,
         batches=frozenset(batches),

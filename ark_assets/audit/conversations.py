@@ -9,8 +9,7 @@ from typing import Any
 
 from ark_assets.audit.stores import AuditStores
 from ark_assets.audit.targets import Target, recorded_paths
-from ark_assets.lib import audit_report as report
-from ark_assets.lib.hashing import dialogue_sha256
+from ark_assets.lib.hashing import dialogue_sha256, ids_digest
 from ark_assets.lib.warehouse import table_exists
 
 
@@ -75,7 +74,7 @@ def conversation_keys(
 def _keys(
     ids: list[str], batches: Sequence[str], origin: str, recorded: str | None
 ) -> dict[str, Any]:
-    digest = report.ids_digest(ids)
+    digest = ids_digest(ids)
     keys: dict[str, Any] = {
         "origin": origin,
         "count": len(ids),

@@ -10,7 +10,7 @@ from typing import Any
 from ark_assets.audit.events import Materialization
 from ark_assets.audit.stores import AuditStores
 from ark_assets.lib import audit_report as report
-from ark_assets.lib.forget import read_requests
+from ark_assets.lib.forget import Identifiers, read_requests
 
 PHI_FINDINGS = "phi_findings"
 
@@ -42,7 +42,7 @@ def phi(
 
 
 def deletion(
-    stores: AuditStores, built_at: datetime | None, holdings: report.Holdings
+    stores: AuditStores, built_at: datetime | None, holdings: Identifiers
 ) -> dict[str, Any]:
     with stores.warehouse.connect() as conn:
         requests = read_requests(conn, stores.warehouse.schema_name)

@@ -23,7 +23,7 @@ from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHan
 
 from ark_assets.lib import warehouse
 from ark_assets.lib.dialogues import Limits
-from ark_assets.lib.forget import Forgotten, read_requests
+from ark_assets.lib.forget import Identifiers, read_requests
 
 WAREHOUSE_SCHEMA = "ark"
 
@@ -112,10 +112,10 @@ class Warehouse(dg.ConfigurableResource):
             qualified = f"{self.schema_name}.{table}"
             return conn.execute(sql.format(table=qualified), list(params)).pl()
 
-    def forgotten(self) -> Forgotten:
+    def forgotten(self) -> Identifiers:
         """Everything under a deletion request (``ark forget``): rows to drop on rebuild."""
         with self.connect() as conn:
-            return Forgotten.of(read_requests(conn, self.schema_name))
+            return Identifiers.of(read_requests(conn, self.schema_name))
 
 
 class DialogueInbox(dg.ConfigurableResource):

@@ -18,8 +18,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from ark_assets.lib.hashing import sha256_bytes
+from ark_assets.lib.forget import Identifiers
 
 SCHEMA = "ark-audit/1"
 UNLISTED = "unlisted"
@@ -137,25 +137,9 @@ def load_manifest(path: Path) -> SourcesManifest:
 # --- deletion taint ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Holdings:
-    """Identifiers of what an artifact was built from (what a tombstone can name)."""
-
-    conversation_ids: frozenset[str] = field(default_factory=frozenset)
-    dialogue_sha256s: frozenset[str] = field(default_factory=frozenset)
-    batches: frozenset[str] = field(default_factory=frozenset)
-    file_sha256s: frozenset[str] = field(default_factory=frozenset)
-
-
-_MATCHED_ON = (
-    ("conversation_id", "conversation_ids"),
-    ("dialogue_sha256", "dialogue_sha256s"),
-    ("batch", "batches"),
-    ("file_sha256", "file_sha256s"),
-)
-
-
-def taint(built_at: datetime | None, holdings: Holdings, requests: pl.DataFrame) -> dict[str, Any]:
+def taint(
+    built_at: datetime | None, holdings: Identifiers, requests: pl.DataFrame
+) -> dict[str, Any]:
     """Which deletion requests name something the artifact holds, and whether it is tainted.
 
     A matching request recorded after the build means the artifact predates it: tainted until
@@ -165,11 +149,7 @@ def taint(built_at: datetime | None, holdings: Holdings, requests: pl.DataFrame)
     """
     built, matches = _utc(built_at), []
     for row in requests.iter_rows(named=True):
-        matched_on = [
-            column
-            for column, attribute in _MATCHED_ON
-            if row.get(column) and row[column] in getattr(holdings, attribute)
-        ]
+        matched_on = holdings.matched_on(row)
         if not matched_on:
             continue
         requested_at = _utc(row["requested_at"])
@@ -190,11 +170,6 @@ def taint(built_at: datetime | None, holdings: Holdings, requests: pl.DataFrame)
 
 
 # --- identifiers and safety -------------------------------------------------------------------
-
-
-def ids_digest(ids: Iterable[str]) -> str:
-    """sha256 of the sorted ids joined by newlines (the adapters' ``conversations_sha256``)."""
-    return sha256_bytes("\n".join(sorted(ids)).encode())
 
 
 def redact(value: Any) -> Any:

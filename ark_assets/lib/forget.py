@@ -8,7 +8,7 @@
   dialogue file, its ``batch`` (partition key).
 
 Each table asset that holds dialogue- or source-derived rows drops the rows a tombstone matches
-the next time it is materialized (``Forgotten.exclude``), so a rebuild removes the data from the
+the next time it is materialized (``Identifiers.exclude``), so a rebuild removes the data from the
 DuckDB tables and, through ``kb_sources``, from the Chroma index. Tombstones are never deleted:
 they are the record that the request was honoured.
 
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import getpass
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -61,50 +62,60 @@ class Tombstone:
     source_name: str | None = None
 
 
+# Identifying columns (of a tombstone, or of a table's rows) and the set each one's values go to.
+IDENTIFYING_COLUMNS = (
+    ("conversation_id", "conversation_ids"),
+    ("dialogue_sha256", "dialogue_sha256s"),
+    ("batch", "batches"),
+    ("file_sha256", "file_sha256s"),
+)
+
+
 @dataclass(frozen=True)
-class Forgotten:
-    """Every identifier under a tombstone, and the filter that drops matching rows."""
+class Identifiers:
+    """Conversation ids, dialogue digests, batches and file digests: everything under the
+    tombstones (``Warehouse.forgotten()``: the filter each layer applies), or everything an
+    artifact was built from (the audit matches tombstones against it)."""
 
     conversation_ids: frozenset[str] = field(default_factory=frozenset)
     dialogue_sha256s: frozenset[str] = field(default_factory=frozenset)
-    file_sha256s: frozenset[str] = field(default_factory=frozenset)
     batches: frozenset[str] = field(default_factory=frozenset)
+    file_sha256s: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, requests: pl.DataFrame | None) -> Forgotten:
+    def of(cls, requests: pl.DataFrame | None) -> Identifiers:
+        """Every identifier a set of tombstones names."""
         if requests is None or requests.is_empty():
             return cls()
-
-        def values(column: str) -> frozenset[str]:
-            return frozenset(requests[column].drop_nulls().to_list())
-
         return cls(
-            values("conversation_id"),
-            values("dialogue_sha256"),
-            values("file_sha256"),
-            values("batch"),
+            **{
+                attribute: frozenset(requests[column].drop_nulls().to_list())
+                for column, attribute in IDENTIFYING_COLUMNS
+            }
         )
 
     def __bool__(self) -> bool:
-        return bool(
-            self.conversation_ids or self.dialogue_sha256s or self.file_sha256s or self.batches
-        )
+        return any(getattr(self, attribute) for _, attribute in IDENTIFYING_COLUMNS)
+
+    def matched_on(self, row: Mapping[str, Any]) -> list[str]:
+        """The identifying columns of ``row`` (a tombstone) whose value is among these."""
+        return [
+            column
+            for column, attribute in IDENTIFYING_COLUMNS
+            if row.get(column) and row[column] in getattr(self, attribute)
+        ]
 
     def mask(self, rows: pl.DataFrame) -> pl.Series:
-        """True for each row a tombstone matches, by whichever identifying columns it has."""
+        """True for each row these identifiers match, by whichever identifying columns it has."""
         hit = pl.lit(False)
-        for column, values in (
-            ("conversation_id", self.conversation_ids),
-            ("dialogue_sha256", self.dialogue_sha256s),
-            ("file_sha256", self.file_sha256s),
-            ("batch", self.batches),
-        ):
+        for column, attribute in IDENTIFYING_COLUMNS:
+            values = getattr(self, attribute)
             if values and column in rows.columns:
                 hit = hit | pl.col(column).is_in(list(values))
         return rows.select(hit.fill_null(False).alias("forgotten")).to_series()
 
     def exclude(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """``rows`` without those a tombstone matches."""
+        """``rows`` without those these identifiers match."""
         if not self or rows.is_empty():
             return rows
         return rows.filter(~self.mask(rows))
@@ -218,3 +229,17 @@ def resolve_source_file(
                     SOURCE_FILE, target, file_sha256=file_sha256, batch=batch, source_name=name
                 )
     return sorted(found.values(), key=lambda t: (t.batch or "", t.source_name or ""))
+
+
+def batches_holding(
+    conn: duckdb.DuckDBPyConnection, schema: str, tombstones: Iterable[Tombstone]
+) -> list[str]:
+    """Dialogue batches holding what the tombstones name: their own batches, and every batch
+    with a copy of a forgotten dialogue's content."""
+    tombstones = list(tombstones)
+    digests = [t.dialogue_sha256 for t in tombstones if t.dialogue_sha256]
+    batches = {t.batch for t in tombstones if t.batch}
+    if digests:
+        sql = "select distinct batch from {table} where list_contains(?, dialogue_sha256)"
+        batches |= {batch for (batch,) in _rows(conn, schema, "raw_dialogues", sql, [digests])}
+    return sorted(batches)

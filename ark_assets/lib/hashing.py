@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -32,6 +32,11 @@ def dialogue_sha256(turns: Sequence[Mapping[str, str]]) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """sha256 of the sorted ids joined by newlines: an adapter's ``conversations_sha256``."""
+    return sha256_bytes("\n".join(sorted(ids)).encode())
 
 
 def sha256_file(path: Path) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from ark_assets.lib import audit_report as report
-from ark_assets.lib.forget import CONVERSATION, DELETION_REQUESTS, SOURCE_FILE
+from ark_assets.lib.forget import CONVERSATION, DELETION_REQUESTS, SOURCE_FILE, Identifiers
+from ark_assets.lib.hashing import ids_digest, sha256_bytes
 from ark_assets.lib.tables import frame
 from ark_assets_tests.conftest import SAMPLES
 
@@ -83,7 +84,7 @@ def test_a_missing_manifest_says_how_to_configure_one(tmp_path: Path) -> None:
 
 
 def test_request_after_the_build_for_a_held_conversation_taints() -> None:
-    holdings = report.Holdings(conversation_ids=frozenset({KEY, OTHER_KEY}))
+    holdings = Identifiers(conversation_ids=frozenset({KEY, OTHER_KEY}))
     result = report.taint(BUILT, holdings, _requests(_request(conversation_id=KEY)))
     assert result["tainted"] and result["requests_checked"] == 1
     (request,) = result["requests"]
@@ -92,7 +93,7 @@ def test_request_after_the_build_for_a_held_conversation_taints() -> None:
 
 
 def test_requests_for_other_data_do_not_taint() -> None:
-    holdings = report.Holdings(
+    holdings = Identifiers(
         conversation_ids=frozenset({KEY}), batches=frozenset({"b1"}), file_sha256s={FILE_SHA}
     )
     requests = _requests(
@@ -105,7 +106,7 @@ def test_requests_for_other_data_do_not_taint() -> None:
 
 
 def test_source_file_requests_match_by_file_digest_and_batch() -> None:
-    holdings = report.Holdings(batches=frozenset({"b1"}), file_sha256s=frozenset({FILE_SHA}))
+    holdings = Identifiers(batches=frozenset({"b1"}), file_sha256s=frozenset({FILE_SHA}))
     request = _request(kind=SOURCE_FILE, target="a.jsonl", file_sha256=FILE_SHA, batch="b1")
     (match,) = report.taint(BUILT, holdings, _requests(request))["requests"]
     assert match["matched_on"] == ["batch", "file_sha256"]
@@ -114,16 +115,14 @@ def test_source_file_requests_match_by_file_digest_and_batch() -> None:
 def test_a_request_older_than_the_build_still_taints_what_it_names() -> None:
     """The artifact was built after the request yet still holds the data: an upstream layer did
     not drop it, so the artifact is tainted (rebuild upstream, then it)."""
-    holdings = report.Holdings(dialogue_sha256s=frozenset({"d" * 64}))
+    holdings = Identifiers(dialogue_sha256s=frozenset({"d" * 64}))
     request = _request(dialogue_sha256="d" * 64, requested_at=BUILT - timedelta(hours=1))
     result = report.taint(BUILT, holdings, _requests(request))
     assert result["tainted"] and result["requests"][0]["after_build"] is False
 
 
 def test_ids_digest_matches_the_adapters_conversations_sha256() -> None:
-    from ark_assets.lib.hashing import sha256_bytes
-
-    assert report.ids_digest([OTHER_KEY, KEY]) == sha256_bytes(f"{KEY}\n{OTHER_KEY}".encode())
+    assert ids_digest([OTHER_KEY, KEY]) == sha256_bytes(f"{KEY}\n{OTHER_KEY}".encode())
 
 
 def test_redact_hides_secret_looking_keys_at_any_depth() -> None:
@@ -208,7 +207,7 @@ def _audit(**overrides: Any) -> dict[str, Any]:
         "conversations": {
             "origin": "lineage.json of the adapter",
             "count": 2,
-            "sha256": report.ids_digest([KEY, OTHER_KEY]),
+            "sha256": ids_digest([KEY, OTHER_KEY]),
             "batches": ["b1", "b2"],
             "ids": [KEY, OTHER_KEY],
         },
@@ -218,7 +217,7 @@ def _audit(**overrides: Any) -> dict[str, Any]:
         "phi": {"batches": ["b1"], "by_type": {"PHONE": 2}, "total": 2, "replaced_at_build": {}},
         "deletion": report.taint(
             BUILT,
-            report.Holdings(conversation_ids=frozenset({KEY})),
+            Identifiers(conversation_ids=frozenset({KEY})),
             _requests(_request(conversation_id=KEY)),
         ),
         "reproduce": {"training": {"settings": {"seed": 7}, "provenance": {"fingerprint": "abc"}}},

@@ -11,7 +11,7 @@ from ark_assets.lib import tables
 from ark_assets.lib.forget import (
     CONVERSATION,
     SOURCE_FILE,
-    Forgotten,
+    Identifiers,
     Tombstone,
     read_requests,
     record_requests,
@@ -64,7 +64,7 @@ def test_requests_round_trip_with_one_id_per_call(conn: duckdb.DuckDBPyConnectio
         "dialogue_sha256": "d1", "file_sha256": None, "batch": None, "source_name": None,
         "requested_by": "dpo", "reason": "ticket 7", "requested_at": at,
     }  # fmt: skip
-    forgotten = Forgotten.of(rows)
+    forgotten = Identifiers.of(rows)
     assert forgotten.conversation_ids == {"k1"} and forgotten.file_sha256s == {"f" * 64}
 
 
@@ -98,7 +98,7 @@ def test_exclusion_matches_any_identifying_column() -> None:
             "batch": ["b1", "b1", "b2", "b3"],
         }
     )
-    forgotten = Forgotten(
+    forgotten = Identifiers(
         conversation_ids=frozenset({"k1"}),
         dialogue_sha256s=frozenset({"d2"}),
         batches=frozenset({"b3"}),
@@ -106,6 +106,6 @@ def test_exclusion_matches_any_identifying_column() -> None:
     )
     assert forgotten.exclude(rows)["conversation_id"].to_list() == ["k3"]
     assert forgotten.count(rows) == 3
-    assert Forgotten().exclude(rows).equals(rows) and not Forgotten()
+    assert Identifiers().exclude(rows).equals(rows) and not Identifiers()
     only_ids = rows.select("conversation_id")
     assert forgotten.exclude(only_ids)["conversation_id"].to_list() == ["k2", "k3", "k4"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from ark_assets.lib.hashing import sha256_bytes
+from ark_assets.lib.hashing import ids_digest, sha256_bytes
 
 TRAIN_COLUMNS = ("input_ids", "prompt_tokens")
 LINEAGE_FILE = "lineage.json"
@@ -25,7 +25,7 @@ def lineage_of(examples: pl.DataFrame) -> dict[str, Any]:
     conversations = sorted(examples["conversation_id"].unique().to_list())
     return {
         "conversation_ids": conversations,
-        "conversations_sha256": sha256_bytes("\n".join(conversations).encode()),
+        "conversations_sha256": ids_digest(conversations),
         "batches": sorted(examples["batch"].unique().to_list()),
     }
 
