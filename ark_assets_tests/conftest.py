@@ -12,8 +12,9 @@ import pytest
 
 from ark_assets.defs.ingest.sensors import dialogue_inbox_sensor
 from ark_assets.defs.partitions import dialogue_batches
-from ark_assets.defs.resources import build_resources
-from ark_assets.lib.inbox import copy_into
+from ark_assets.defs.runs import runnable
+from ark_assets.lib.ingest.inbox import copy_into
+from ark_assets.testing.resources import rooted_resources
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ark_assets"
 SAMPLES = PACKAGE / "samples"
@@ -55,10 +56,8 @@ class Platform:
     def materialize(
         self, selection: dg.AssetSelection, partition_key: str | None = None, **kwargs: Any
     ) -> dg.ExecuteInProcessResult:
-        assets = list(self.defs.assets or [])
-        checks = list(self.defs.asset_checks or [])
         return dg.materialize(
-            [*assets, *checks],
+            runnable(self.defs),
             selection=selection,
             partition_key=partition_key,
             instance=self.instance,
@@ -76,32 +75,18 @@ class Platform:
         return keys
 
 
-def build_all_resources(root: Path) -> dict[str, Any]:
-    """Every layer's resources, rooted in ``root`` and ignoring the environment."""
-    from ark_assets.defs.knowledge.resources import build_knowledge_resources
-    from ark_assets.defs.synthesis.resources import build_teacher
-    from ark_assets.defs.training.resources import build_training_resources
-
-    return {
-        **build_resources(root),
-        **build_knowledge_resources(root),
-        "teacher": build_teacher(root),
-        **build_training_resources(root),
-    }
-
-
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     from ark_assets.definitions import defs
 
     with dg.instance_for_test() as instance:
-        yield Platform(tmp_path, instance, build_all_resources(tmp_path), defs())
+        yield Platform(tmp_path, instance, rooted_resources(tmp_path), defs())
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Qwen2 with the exact Qwen2.5 tokenizer, built once per session."""
-    from ark_assets.lib.training.tiny import save_random_qwen2
+    from ark_assets.testing.tiny import save_random_qwen2
 
     return save_random_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
 
@@ -111,3 +96,14 @@ def qwen_tokenizer(tiny_model: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def kb() -> Any:
+    """The bundled sample knowledge base behind an in-memory retriever (no vector store)."""
+    import json
+
+    from ark_assets.testing.retriever import MemoryRetriever
+
+    lines = (SAMPLES / "kb_qa_sample.jsonl").read_text().splitlines()
+    return MemoryRetriever(json.loads(line) for line in lines)

@@ -14,15 +14,16 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings, transient_settings
 
 from ark_assets.defs.synthesis.assets import _teacher_metadata
 from ark_assets.defs.synthesis.resources import build_teacher
-from ark_assets.lib.ark.scripted_endpoint import ScriptedEndpoint
-from ark_assets.lib.dialogues import Limits
-from ark_assets.lib.formats import ingest_file
+from ark_assets.lib.ingest.dialogues import Limits
+from ark_assets.lib.ingest.formats import ingest_file
 from ark_assets.lib.knowledge.records import KbLimits, SourceFile, build_kb
+from ark_assets.testing.scripted_endpoint import ScriptedEndpoint
 from ark_assets_tests.conftest import Platform
 from ark_assets_tests.defs.synthesis.conftest import build
 
@@ -32,8 +33,10 @@ BASELINE = ".secrets.baseline"
 SENTINEL = "sentinel-7c1e-must-never-be-shown"
 # A field named like a credential: api_key, hf_token, secret, db_password (not max_tokens).
 SECRET_FIELD = re.compile(r"(?:^|_)(?:key|token|secret|password)(?:$|_)", re.IGNORECASE)
-SECRET_ENV = ("OPENAI_API_KEY", "ARK_EMBEDDER_API_KEY")
+SECRET_ENV = ("OPENAI_API_KEY", "ARK_EMBEDDER_API_KEY", "ARK_POLICY_API_KEY")
 LOOPBACK = "127.0.0.1"
+# Workspace entries `dagster dev` starts a code server for on localhost (no host setting).
+_SERVED_BY_DAGSTER_DEV = ("python_module", "python_file", "python_package")
 # Stands for record text (a patient's words) where a file was expected to hold a name.
 RECORD_TEXT = "患者张三说他头疼三天"
 
@@ -129,7 +132,7 @@ def test_no_resource_config_carries_a_literal_secret(
         else:
             monkeypatch.delenv(name, raising=False)
     fields = _secret_fields(dict(defs().resources or {}))
-    assert set(fields) >= {"teacher.api_key", "embedder.api_key"}
+    assert set(fields) >= {"teacher.api_key", "embedder.api_key", "policy.api_key"}
     for field, value in fields.items():
         # A set variable is wired as dg.EnvVar (resolved at run time, shown by name in the UI).
         assert isinstance(value, dg.EnvVar) if env_set else value in ("", None), field
@@ -228,7 +231,11 @@ def test_the_ui_listens_on_loopback_only() -> None:
     args = shlex.split(command)
     hosts = [args[i + 1] for i, arg in enumerate(args) if arg in ("-h", "--host")]
     assert hosts == [LOOPBACK], command
-    # Code servers: the workspace loads the module in-process or over a local socket only.
-    workspace = (REPO / "workspace.yaml").read_text()
-    assert "0.0.0.0" not in workspace
-    assert all(host == LOOPBACK for host in re.findall(r"host:\s*['\"]?([^'\"\s]+)", workspace))
+    # Code servers: `dagster dev` starts one for each python_module/_file/_package entry, on
+    # localhost. A grpc_server entry names a host of its own: none is allowed without review.
+    (workspace_file,) = [args[i + 1] for i, arg in enumerate(args) if arg in ("-w", "--workspace")]
+    entries = yaml.safe_load((REPO / workspace_file).read_text())["load_from"]
+    kinds = [kind for entry in entries for kind in entry]
+    assert kinds and set(kinds) <= set(_SERVED_BY_DAGSTER_DEV), kinds
+    modules = [e["python_module"]["module_name"] for e in entries if "python_module" in e]
+    assert modules == ["ark_assets.definitions"], workspace_file

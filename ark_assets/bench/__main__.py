@@ -1,7 +1,12 @@
-"""`make bench`: every benchmark in turn, each writing its section of docs/benchmarks.md."""
+"""`make bench`: every benchmark in turn, each writing its section of one markdown file."""
 
+import argparse
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+from ark_assets.bench.report import DEFAULT_OUT, OUT_ENV, results_path
 
 BENCHMARKS = (
     ["ark_assets.bench.ingest"],
@@ -11,10 +16,23 @@ BENCHMARKS = (
 )
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"the results file, created if absent (default: {DEFAULT_OUT} under the working "
+        "directory, the checkout's root under make)",
+    )
+    chosen = parser.parse_args().out
+    out = chosen.resolve() if chosen else results_path()
+    if out.is_dir():
+        sys.exit(f"--out {out} is a directory: name the markdown file to write")
+    # Each benchmark runs in its own process (fresh memory and thread pools); all write to `out`.
+    env = {**os.environ, OUT_ENV: str(out)}
     failed = [
         module[0]
         for module in BENCHMARKS
-        if subprocess.run([sys.executable, "-m", *module], check=False).returncode != 0
+        if subprocess.run([sys.executable, "-m", *module], check=False, env=env).returncode != 0
     ]
     if failed:
         sys.exit(f"benchmarks failed: {', '.join(failed)}")

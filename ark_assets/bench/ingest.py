@@ -18,14 +18,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ark_assets.bench.dialogues import write_jsonl
 from ark_assets.bench.report import machine_description, write_section
-from ark_assets.lib.dialogues import Limits
 from ark_assets.lib.hashing import medark_key, sha256_bytes
-from ark_assets.lib.ingest import ingest_batch
-from ark_assets.lib.tables import TAGGED_DIALOGUES, frame
-from ark_assets.lib.tagging import tag_frames
+from ark_assets.lib.ingest.batches import ingest_batch
+from ark_assets.lib.ingest.dialogues import Limits
+from ark_assets.lib.ingest.tables import TAGGED_DIALOGUES
+from ark_assets.lib.ingest.tagging import tag_frames
+from ark_assets.lib.tables import frame
 from ark_assets.lib.warehouse import connect
+from ark_assets.testing.dialogues import write_jsonl
 
 
 def bare_loop(path: Path) -> int:

@@ -29,14 +29,15 @@ import dagster as dg
 
 from ark_assets.bench.report import machine_description, write_section
 from ark_assets.defs.knowledge import assets
-from ark_assets.defs.knowledge.resources import EmbedderResource, build_knowledge_resources
-from ark_assets.defs.resources import build_resources
+from ark_assets.defs.knowledge.resources import EmbedderResource
+from ark_assets.lib.artifacts import package_data
 from ark_assets.lib.knowledge.embedders import embed_in_batches
 from ark_assets.lib.knowledge.evaluation import perturb
 from ark_assets.lib.knowledge.records import KbLimits, SourceFile, build_kb
 from ark_assets.lib.knowledge.text import normalise
+from ark_assets.testing.resources import rooted_resources
 
-SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "kb_qa_sample.jsonl"
+SAMPLE = package_data("samples", "kb_qa_sample.jsonl")
 SEED = 20250626
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 _OPENERS = ("", "医生您好，", "请问，", "想咨询一下：", "麻烦问下，", "着急！", "您好，")
@@ -93,7 +94,7 @@ def _percentile(values: list[float], share: float) -> float:
 def run(backend: str, docs: int, queries: int, root: Path) -> dict[str, Any]:
     rows = upsample(docs + docs // 100)
     base, extra = rows[:docs], rows[docs:]
-    resources = {**build_resources(root), **build_knowledge_resources(root)}
+    resources = rooted_resources(root)
     resources["embedder"] = EmbedderResource(backend=backend)
     inbox = Path(resources["kb_inbox"].path)
     _write(inbox / "base.jsonl", base)

@@ -1,4 +1,9 @@
-"""Writing benchmark results into docs/benchmarks.md, one delimited section per benchmark."""
+"""Writing benchmark results into a markdown file, one delimited section per benchmark.
+
+The file is ``python -m ark_assets.bench --out PATH``'s (passed to each benchmark in
+``$ARK_BENCH_OUT``), else ``docs/benchmarks.md`` under the working directory: ``make bench``
+runs from the checkout's root, and an installed package has no checkout to find from its files.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import platform
 import re
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+OUT_ENV = "ARK_BENCH_OUT"
+DEFAULT_OUT = Path("docs") / "benchmarks.md"
 _HEADER = (
     "# Benchmarks\n\nWritten by `make bench`; each section is replaced when its benchmark runs.\n"
 )
@@ -22,9 +28,23 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}"
 
 
+def results_path() -> Path:
+    """The file benchmark sections go to (absolute); see the module docstring."""
+    if chosen := os.environ.get(OUT_ENV):
+        return Path(chosen).resolve()
+    default = DEFAULT_OUT.resolve()
+    if not default.parent.is_dir():
+        raise SystemExit(
+            f"no {DEFAULT_OUT.parent}/ under {Path.cwd()}: run from the checkout's root "
+            f"(make bench) or choose the file with python -m ark_assets.bench --out PATH"
+        )
+    return default
+
+
 def write_section(name: str, body: str) -> None:
+    out = results_path()
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else _HEADER
+    text = out.read_text() if out.exists() else _HEADER
     section = f"{start}\n{body.strip()}\n{end}"
     if start in text:
         text = re.sub(
@@ -32,5 +52,5 @@ def write_section(name: str, body: str) -> None:
         )
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
-    BENCHMARKS.write_text(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)

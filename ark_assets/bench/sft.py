@@ -1,12 +1,13 @@
-"""SFT throughput: MedArk's recipe vs ours, same model, same examples, same run.
+"""SFT throughput: MedArk's batching recipe vs ours, same model, same examples, same run.
 
     python -m ark_assets.bench.sft [--examples 32] [--base-model PATH]
 
 MedArk pads every example to 2048 tokens and trains with batch 1 and gradient checkpointing;
 ours groups examples of similar length and pads each batch only to its longest member. Both
 runs train on the same examples (the demo's train split from the warehouse, after `make demo`)
-with the same LoRA settings; we report useful (non-pad) tokens per processed token and useful
-tokens per second.
+with the same LoRA settings — ours (every projection), not MedArk's q_proj/v_proj, so that only
+the batching differs; we report useful (non-pad) tokens per processed token and useful tokens per
+second.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import polars as pl
 
 from ark_assets.bench.report import machine_description, write_section
 from ark_assets.defs.resources import data_dir
-from ark_assets.lib.inbox import safe_name
+from ark_assets.lib.ingest.inbox import safe_name
 from ark_assets.lib.training import SMOLLM2
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -103,7 +104,8 @@ def main() -> None:
 
 Command: `python -m ark_assets.bench.sft --examples {args.examples}` (after `make demo`; part of `make bench`)
 Machine: {machine_description()}; Python {platform.python_version()}; fp32 on CPU
-Model: `{Path(args.base_model).name}` with LoRA r 8 / alpha 16 / rsLoRA on all linear layers.
+Model: `{Path(args.base_model).name}` with LoRA r 8 / alpha 16 / rsLoRA on all linear layers in
+both runs (our `ark` preset; MedArk adapts q_proj/v_proj only), so only batching differs.
 Data: {frame.height} train examples of the demo's `sft_records` (tokens per example: mean
 {sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}), one pass each.
 

@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ark_assets.bench.report import machine_description, write_section
-from ark_assets.lib.ark.backends.openai_backend import OpenAIBackend
-from ark_assets.lib.ark.cache import TeacherCache
-from ark_assets.lib.ark.loop import ArkLoop, prefixes
-from ark_assets.lib.ark.models import Prefix
-from ark_assets.lib.ark.retrieval import MemoryRetriever
-from ark_assets.lib.ark.scripted_endpoint import ScriptedEndpoint
-from ark_assets.lib.ark.teacher import Teacher
+from ark_assets.lib.artifacts import package_data
 from ark_assets.lib.hashing import medark_key
+from ark_assets.lib.synthesis.backends.openai_backend import OpenAIBackend
+from ark_assets.lib.synthesis.cache import TeacherCache
+from ark_assets.lib.synthesis.loop import ArkLoop, prefixes
+from ark_assets.lib.synthesis.models import Prefix
+from ark_assets.lib.synthesis.teacher import Teacher
+from ark_assets.testing.retriever import MemoryRetriever
+from ark_assets.testing.scripted_endpoint import ScriptedEndpoint
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = package_data("samples")
 COMMAND = "python -m ark_assets.bench.synthesis"
 
 

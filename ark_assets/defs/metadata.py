@@ -28,15 +28,17 @@ def table_out(
     description: str,
     columns: tuple[Column, ...],
     *,
+    code_version: str,
     per_batch: bool = True,
     tags: dict[str, str] | None = None,
     automation: dg.AutomationCondition | None = None,
 ) -> dg.AssetOut:
     """One warehouse table of a multi-asset: polars in DuckDB, its column contract published,
-    sliced by ``batch`` when it is partitioned per dialogue batch."""
+    sliced by ``batch`` when it is partitioned per dialogue batch. ``code_version`` is the
+    table's own: bump it when the logic that fills it changes (docs/architecture.md)."""
     return dg.AssetOut(
         description=description,
-        code_version="1",
+        code_version=code_version,
         metadata={
             **({"partition_expr": "batch"} if per_batch else {}),
             "dagster/column_schema": column_schema(columns),
@@ -52,6 +54,12 @@ def table_metadata(frame: pl.DataFrame, columns: tuple[Column, ...]) -> dict[str
         "dagster/row_count": frame.height,
         "dagster/column_schema": column_schema(columns),
     }
+
+
+def language_counts(frame: pl.DataFrame) -> dg.MetadataValue:
+    """Rows per language, for the asset page."""
+    counts = frame.group_by("language").len().iter_rows()
+    return dg.MetadataValue.json({str(language): n for language, n in counts})
 
 
 def file_metadata(path: Path) -> dict[str, Any]:

@@ -1,15 +1,59 @@
-"""Turning row-contract results (lib.gx) into Dagster asset check results."""
+"""Check results every layer shares: row contracts (lib.gx), PHI-free scans, quarantine rules;
+and the bounded log of rejected records."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from ark_assets.lib.deidentify import residual_phi
+from ark_assets.defs.metadata import table_metadata
+from ark_assets.lib.compliance.deidentify import residual_phi
 from ark_assets.lib.gx import run_suite
+from ark_assets.lib.ingest.dialogues import Rejection, Rule
+from ark_assets.lib.tables import Column
+
+# A bad file can break thousands of records: the log names the first ones, the quarantine table
+# holds them all.
+LOGGED_REJECTIONS = 20
+
+
+def log_rejections(
+    log: Any, rejections: Iterable[tuple[str, Rejection]], limit: int = LOGGED_REJECTIONS
+) -> None:
+    """One warning per rejected record (file, record, rule, fix), for the first ``limit``."""
+    for name, rejection in itertools.islice(rejections, limit):
+        where = f"{name} record {rejection.record_index}"
+        log.warning(f"{where}: {rejection.rule}: {rejection.message}")
+
+
+def quarantine_output(
+    output_name: str,
+    quarantined: pl.DataFrame,
+    columns: tuple[Column, ...],
+    rule_counts: dict[str, int],
+    counts: dict[str, Any],
+) -> dg.Output[pl.DataFrame]:
+    """The quarantine table of a reader (dialogue batches, the knowledge base), with the
+    records-read accounting and the count per broken rule."""
+    metadata = {**table_metadata(quarantined, columns), **counts}
+    return dg.Output(
+        quarantined,
+        output_name=output_name,
+        metadata={**metadata, "rules": dg.MetadataValue.json(rule_counts)},
+    )
+
+
+def quarantine_rules_result(quarantined: pl.DataFrame) -> dg.AssetCheckResult:
+    """Passes when every quarantined record names a known rule and carries a message."""
+    unknown = quarantined.filter(~pl.col("rule").is_in(Rule.ALL) | pl.col("message").is_null())
+    return dg.AssetCheckResult(
+        passed=unknown.height == 0,
+        metadata={"unknown_rules": sorted(set(unknown["rule"].drop_nulls().to_list()))},
+    )
 
 
 def gx_check(

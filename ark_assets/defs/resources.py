@@ -22,8 +22,8 @@ from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
 
 from ark_assets.lib import warehouse
-from ark_assets.lib.dialogues import Limits
-from ark_assets.lib.forget import Identifiers, read_requests
+from ark_assets.lib.compliance.tombstones import Identifiers, read_requests
+from ark_assets.lib.ingest.dialogues import Limits
 
 WAREHOUSE_SCHEMA = "ark"
 
@@ -37,11 +37,6 @@ def env_setting(env_name: str, default: Any) -> Any:
     if env_name not in os.environ:
         return default
     return dg.EnvVar.int(env_name) if isinstance(default, int) else dg.EnvVar(env_name)
-
-
-def default_setting(_env_name: str, default: Any) -> Any:
-    """The default, whatever the environment says (tests root everything in a temp dir)."""
-    return default
 
 
 class _LockedDuckDbClient(DuckDbClient):
@@ -144,10 +139,10 @@ class ArtifactStore(dg.ConfigurableResource):
         return Path(self.root, *parts)
 
 
-def build_resources(root: Path | None = None) -> dict[str, Any]:
-    """The resource set for the environment's data directory, or for ``root`` (tests)."""
-    base = root or data_dir()
-    setting = env_setting if root is None else default_setting
+def build_resources() -> dict[str, Any]:
+    """The shared resources for the environment (``ARK_DATA_DIR`` and the variables below)."""
+    base = data_dir()
+    setting = env_setting
     database = setting("ARK_WAREHOUSE", str(base / "warehouse.duckdb"))
     return {
         "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),

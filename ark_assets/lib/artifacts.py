@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 
@@ -45,3 +46,9 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def package_data(*parts: str) -> Path:
+    """A file or folder the package ships (samples/, prompts/, templates/), wherever it is
+    installed: a checkout, an editable install or a wheel."""
+    return Path(str(resources.files("ark_assets").joinpath(*parts)))

@@ -1,6 +1,7 @@
 """Compliance: PHI de-identification between tagging and every layer that trains or indexes, and
 the deletion requests (tombstones) every dialogue layer honours."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -11,13 +12,13 @@ from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.quality import phi_free_result
 from ark_assets.defs.resources import Warehouse
-from ark_assets.lib.deidentify import (
+from ark_assets.lib.compliance.deidentify import (
     DEIDENTIFIED_DIALOGUES,
     PHI_FINDINGS,
     deidentify_dialogues,
     turn_texts,
 )
-from ark_assets.lib.forget import DELETION_REQUESTS, TABLE
+from ark_assets.lib.compliance.tombstones import DELETION_REQUESTS, TABLE
 
 GROUP = "compliance"
 NO_PHI_LEFT = "deidentified_dialogues_phi_free"
@@ -49,6 +50,7 @@ class DeidentifyConfig(dg.Config):
             "[PHONE_1]…), consistent within each dialogue: the only dialogues synthesis, "
             "training and evaluation read.",
             DEIDENTIFIED_DIALOGUES,
+            code_version="1",
             tags=PHI_DEIDENTIFIED_TAGS,
             automation=dg.AutomationCondition.eager(),
         ),
@@ -56,6 +58,7 @@ class DeidentifyConfig(dg.Config):
             "One row per replaced span: type, turn, role, offsets, detector, placeholder. Never "
             "the raw value, nor a hash of it.",
             PHI_FINDINGS,
+            code_version="1",
             automation=dg.AutomationCondition.eager(),
         ),
     },
@@ -76,8 +79,8 @@ def deidentified_dialogues(
     config: DeidentifyConfig,
     tagged_dialogues: pl.DataFrame,
     warehouse: Warehouse,
-):
-    """Redacts the batch's dialogues (lib/phi.py detectors) and records what was replaced;
+) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    """Redacts the batch's dialogues (lib/compliance/phi.py) and records what was replaced;
     dialogues under a deletion request are dropped."""
     dialogues = warehouse.forgotten().exclude(tagged_dialogues)
     result = deidentify_dialogues(dialogues, use_presidio=config.use_presidio)

@@ -21,7 +21,7 @@ def record_deletion_request(
     inbox: DialogueInbox,
     kb_inbox: KbInbox,
 ) -> None:
-    from ark_assets.forget import forget
+    from ark_assets.defs.compliance.deletion import forget
 
     resources = {"warehouse": warehouse, "inbox": inbox, "kb_inbox": kb_inbox}
     request = forget(

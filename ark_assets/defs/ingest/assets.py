@@ -1,28 +1,38 @@
 """Ingest: arrived dialogue files → validated dialogues, quarantine, MedArk-keyed dialogues."""
 
 import pickle
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from ark_assets.defs.metadata import PHI_RAW_TAGS, file_metadata, table_metadata, table_out
+from ark_assets.defs.metadata import (
+    PHI_RAW_TAGS,
+    file_metadata,
+    language_counts,
+    table_metadata,
+    table_out,
+)
 from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.quality import log_rejections, quarantine_output
 from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules, Warehouse
-from ark_assets.lib import tables
 from ark_assets.lib.artifacts import atomic_write_bytes
-from ark_assets.lib.forget import TABLE as DELETION_REQUESTS
-from ark_assets.lib.formats import count_records
-from ark_assets.lib.inbox import land
-from ark_assets.lib.ingest import ingest_batch
-from ark_assets.lib.tagging import COLLISION, DUPLICATE, medark_tagged_dict, tag_frames
+from ark_assets.lib.compliance.tombstones import TABLE as DELETION_REQUESTS
+from ark_assets.lib.ingest import tables
+from ark_assets.lib.ingest.batches import BatchFrames, ingest_batch
+from ark_assets.lib.ingest.formats import count_records
+from ark_assets.lib.ingest.inbox import land
+from ark_assets.lib.ingest.tagging import COLLISION, DUPLICATE, medark_tagged_dict, tag_frames
+from ark_assets.lib.tables import frame
 
 GROUP = "ingest"
 RECORDS_ACCOUNTED = "records_accounted"
 DIALOGUES_ACCOUNTED = "dialogues_accounted"
 CONVERSATION_ID_UNIQUE = "conversation_id_unique"
-_LOGGED_REJECTIONS = 20
+StepEvents = Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]
 
 
 @dg.multi_asset(
@@ -30,11 +40,13 @@ _LOGGED_REJECTIONS = 20
         "raw_dialogues": table_out(
             "Accepted dialogues of one arrived file, one row per dialogue.",
             tables.RAW_DIALOGUES,
+            code_version="2",
             tags=PHI_RAW_TAGS,
         ),
         "quarantined_records": table_out(
             "Every record of the file that broke a rule, with the rule and a fix.",
             tables.QUARANTINED_RECORDS,
+            code_version="2",
             tags=PHI_RAW_TAGS,
         ),
     },
@@ -56,7 +68,7 @@ def raw_dialogues(
     inbox: DialogueInbox,
     ingest_rules: IngestRules,
     warehouse: Warehouse,
-):
+) -> StepEvents:
     """Reads the batch's file (landing it on first read), validates every record and splits
     them into accepted dialogues and quarantined records; drops forgotten dialogues, and the
     whole file when it is itself forgotten."""
@@ -67,40 +79,21 @@ def raw_dialogues(
         return
     name, data, digest = land(batch, Path(inbox.path), Path(inbox.landing_path))
     frames = ingest_batch(batch, name, data, digest, ingest_rules.limits(), datetime.now(UTC))
-    for rejection in frames.result.rejections[:_LOGGED_REJECTIONS]:
-        context.log.warning(
-            f"{name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"
-        )
+    log_rejections(context.log, ((name, r) for r in frames.result.rejections))
     read = count_records(name, data)
     accepted = forgotten.exclude(frames.accepted)
-    counts = {
-        "records_read": read,
-        "accepted": accepted.height,
-        "quarantined": frames.quarantined.height,
-        "forgotten": frames.accepted.height - accepted.height,
-    }
+    counts = _accounting(read, frames, accepted)
     yield dg.Output(
         accepted,
         output_name="raw_dialogues",
-        metadata={
-            **table_metadata(accepted, tables.RAW_DIALOGUES),
-            **counts,
-            "source_file": name,
-            "file_sha256": digest,
-            "source_format": frames.result.source_format,
-            "languages": dg.MetadataValue.json(
-                dict(accepted.group_by("language").len().iter_rows())
-            ),
-        },
+        metadata={**_accepted_metadata(accepted, frames, name, digest), **counts},
     )
-    yield dg.Output(
+    yield quarantine_output(
+        "quarantined_records",
         frames.quarantined,
-        output_name="quarantined_records",
-        metadata={
-            **table_metadata(frames.quarantined, tables.QUARANTINED_RECORDS),
-            **counts,
-            "rules": dg.MetadataValue.json(frames.rule_counts),
-        },
+        tables.QUARANTINED_RECORDS,
+        frames.rule_counts,
+        counts,
     )
     yield dg.AssetCheckResult(
         check_name=RECORDS_ACCOUNTED,
@@ -110,7 +103,29 @@ def raw_dialogues(
     )
 
 
-def _forgotten_batch(context: dg.AssetExecutionContext, batch: str):
+def _accounting(read: int, frames: BatchFrames, accepted: pl.DataFrame) -> dict[str, int]:
+    """Records read (counted independently of the parser) and where each one went."""
+    return {
+        "records_read": read,
+        "accepted": accepted.height,
+        "quarantined": frames.quarantined.height,
+        "forgotten": frames.accepted.height - accepted.height,
+    }
+
+
+def _accepted_metadata(
+    accepted: pl.DataFrame, frames: BatchFrames, name: str, digest: str
+) -> dict[str, Any]:
+    return {
+        **table_metadata(accepted, tables.RAW_DIALOGUES),
+        "source_file": name,
+        "file_sha256": digest,
+        "source_format": frames.result.source_format,
+        "languages": language_counts(accepted),
+    }
+
+
+def _forgotten_batch(context: dg.AssetExecutionContext, batch: str) -> StepEvents:
     """A source file under a deletion request: its tables become empty, nothing is read."""
     context.log.warning(f"batch {batch} is under a deletion request: storing no rows")
     counts = {"records_read": 0, "accepted": 0, "quarantined": 0, "forgotten_file": True}
@@ -118,7 +133,7 @@ def _forgotten_batch(context: dg.AssetExecutionContext, batch: str):
         ("raw_dialogues", tables.RAW_DIALOGUES),
         ("quarantined_records", tables.QUARANTINED_RECORDS),
     ):
-        empty = tables.frame([], columns)
+        empty = frame([], columns)
         yield dg.Output(
             empty, output_name=output, metadata={**table_metadata(empty, columns), **counts}
         )
@@ -133,11 +148,13 @@ def _forgotten_batch(context: dg.AssetExecutionContext, batch: str):
             "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
             "colliding dialogues kept under <key>~<digest prefix>.",
             tables.TAGGED_DIALOGUES,
+            code_version="2",
             tags=PHI_RAW_TAGS,
         ),
         "tag_collisions": table_out(
             "Every record that did not get its own plain MedArk key, and why.",
             tables.TAG_COLLISIONS,
+            code_version="2",
         ),
     },
     ins={"raw_dialogues": dg.AssetIn()},
@@ -163,7 +180,7 @@ def _forgotten_batch(context: dg.AssetExecutionContext, batch: str):
 )
 def tagged_dialogues(
     context: dg.AssetExecutionContext, raw_dialogues: pl.DataFrame, warehouse: Warehouse
-):
+) -> StepEvents:
     """Computes the MedArk key of every accepted dialogue, against the keys already held by
     other batches, and records each collision and collapsed duplicate."""
     batch = context.partition_key
@@ -175,7 +192,7 @@ def tagged_dialogues(
         [batch],
     )
     if others is None:
-        others = tables.frame([], tables.TAGGED_DIALOGUES)
+        others = frame([], tables.TAGGED_DIALOGUES)
     tagged, collisions = tag_frames(batch, dialogues, others)
     kinds = collisions["kind"]
     n_collisions, n_duplicates = (kinds == COLLISION).sum(), (kinds == DUPLICATE).sum()
@@ -194,19 +211,24 @@ def tagged_dialogues(
         output_name="tag_collisions",
         metadata={**table_metadata(collisions, tables.TAG_COLLISIONS), **counts},
     )
-    reused = tagged.join(others, on="conversation_id", how="semi").height
-    duplicated = tagged.height - tagged["conversation_id"].n_unique()
-    yield dg.AssetCheckResult(
-        check_name=CONVERSATION_ID_UNIQUE,
-        asset_key="tagged_dialogues",
-        passed=reused == 0 and duplicated == 0,
-        metadata={"repeated_in_batch": duplicated, "held_by_other_batches": reused},
-    )
+    yield _ids_unique(tagged, others)
     yield dg.AssetCheckResult(
         check_name=DIALOGUES_ACCOUNTED,
         asset_key="tagged_dialogues",
         passed=raw_dialogues.height == tagged.height + n_duplicates + counts["forgotten"],
         metadata={"accepted": raw_dialogues.height, "tagged": tagged.height, **counts},
+    )
+
+
+def _ids_unique(tagged: pl.DataFrame, others: pl.DataFrame) -> dg.AssetCheckResult:
+    """No conversation id twice in the batch, nor held by another batch."""
+    reused = tagged.join(others, on="conversation_id", how="semi").height
+    duplicated = tagged.height - tagged["conversation_id"].n_unique()
+    return dg.AssetCheckResult(
+        check_name=CONVERSATION_ID_UNIQUE,
+        asset_key="tagged_dialogues",
+        passed=reused == 0 and duplicated == 0,
+        metadata={"repeated_in_batch": duplicated, "held_by_other_batches": reused},
     )
 
 

@@ -5,9 +5,8 @@ import great_expectations.expectations as gxe
 import polars as pl
 
 from ark_assets.defs.partitions import dialogue_batches
-from ark_assets.defs.quality import gx_check
+from ark_assets.defs.quality import gx_check, quarantine_rules_result
 from ark_assets.defs.resources import IngestRules
-from ark_assets.lib.dialogues import Rule
 from ark_assets.lib.language import SUPPORTED_LANGUAGES
 
 RAW_DIALOGUES_CONTRACT = "raw_dialogues_contract"
@@ -65,13 +64,7 @@ def raw_dialogues_not_empty(raw_dialogues: pl.DataFrame) -> dg.AssetCheckResult:
     description="Every quarantined record names a known rule and carries a message.",
 )
 def quarantine_rules_known(quarantined_records: pl.DataFrame) -> dg.AssetCheckResult:
-    unknown = quarantined_records.filter(
-        ~pl.col("rule").is_in(Rule.ALL) | pl.col("message").is_null()
-    )
-    return dg.AssetCheckResult(
-        passed=unknown.height == 0,
-        metadata={"unknown_rules": sorted(set(unknown["rule"].drop_nulls().to_list()))},
-    )
+    return quarantine_rules_result(quarantined_records)
 
 
 @dg.asset_check(

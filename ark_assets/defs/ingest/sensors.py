@@ -7,7 +7,7 @@ import dagster as dg
 from ark_assets.defs.ingest.jobs import ingest_job
 from ark_assets.defs.partitions import DIALOGUE_BATCHES, dialogue_batches
 from ark_assets.defs.resources import DialogueInbox
-from ark_assets.lib.inbox import ScanCache, batch_digest, scan
+from ark_assets.lib.ingest.inbox import ScanCache, batch_digest, scan
 
 
 @dg.sensor(
@@ -17,7 +17,9 @@ from ark_assets.lib.inbox import ScanCache, batch_digest, scan
     description="Registers each new inbox file as a dialogue_batches partition and ingests it; "
     "content already registered (under any file name) is skipped.",
 )
-def dialogue_inbox_sensor(context: dg.SensorEvaluationContext, inbox: DialogueInbox):
+def dialogue_inbox_sensor(
+    context: dg.SensorEvaluationContext, inbox: DialogueInbox
+) -> dg.SensorResult | dg.SkipReason:
     cache = ScanCache.from_cursor(context.cursor)
     known = context.instance.get_dynamic_partitions(DIALOGUE_BATCHES)
     known_digests = {batch_digest(key) for key in known}

@@ -1,24 +1,36 @@
 """Knowledge base: QA files → validated documents → Chroma index → retrieval report."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Set
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, KbInbox, VectorStoreResource
-from ark_assets.defs.metadata import column_schema, file_metadata, table_metadata, table_out
-from ark_assets.defs.quality import phi_free_result
+from ark_assets.defs.metadata import (
+    column_schema,
+    file_metadata,
+    language_counts,
+    table_metadata,
+    table_out,
+)
+from ark_assets.defs.quality import log_rejections, phi_free_result, quarantine_output
 from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.lib import tables
 from ark_assets.lib.artifacts import atomic_write_bytes
-from ark_assets.lib.deidentify import deidentify_documents
-from ark_assets.lib.forget import TABLE as DELETION_REQUESTS
-from ark_assets.lib.knowledge.evaluation import eval_queries, evaluate_index, markdown_report
+from ark_assets.lib.compliance.deidentify import deidentify_documents
+from ark_assets.lib.compliance.tombstones import TABLE as DELETION_REQUESTS
+from ark_assets.lib.knowledge.evaluation import (
+    EvalQuery,
+    eval_queries,
+    evaluate_index,
+    markdown_report,
+)
 from ark_assets.lib.knowledge.inbox import current_files, land_all
-from ark_assets.lib.knowledge.records import KbLimits
+from ark_assets.lib.knowledge.records import KbLimits, QaDocument, SourceFile
 from ark_assets.lib.knowledge.store import content_digest, throwaway_index
 from ark_assets.lib.knowledge.tables import (
     KB_QUARANTINED_RECORDS,
@@ -32,7 +44,7 @@ GROUP = "knowledge"
 RECORDS_ACCOUNTED = "records_accounted"
 RECALL_AT_5_FLOOR = "recall_at_5_floor"
 KB_PHI_FREE = "kb_sources_phi_free"
-_LOGGED_REJECTIONS = 20
+StepEvents = Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]
 
 
 class KbSourcesConfig(dg.Config):
@@ -50,11 +62,13 @@ class KbSourcesConfig(dg.Config):
             "The knowledge base: every QA pair in the KB inbox, normalised, one row per distinct "
             "doc_id.",
             KB_SOURCES,
+            code_version="1",
             per_batch=False,
         ),
         "kb_quarantined_records": table_out(
             "Every QA record that broke a rule, with the rule and a fix.",
             KB_QUARANTINED_RECORDS,
+            code_version="1",
             per_batch=False,
         ),
     },
@@ -82,51 +96,28 @@ def kb_sources(
     config: KbSourcesConfig,
     kb_inbox: KbInbox,
     warehouse: Warehouse,
-):
+) -> StepEvents:
     """Reads every file in the KB inbox (landing each version), validates and normalises each
     QA pair, collapses exact duplicates by doc_id and replaces PHI in questions and answers.
     Files under a deletion request are not read."""
-    inbox = Path(kb_inbox.path)
-    forgotten = warehouse.forgotten()
-    arrived = current_files(inbox)
-    if not arrived and not forgotten.file_sha256s:
-        raise dg.Failure(
-            f"no files in the KB inbox {inbox}: drop .jsonl/.csv/.json QA files there "
-            "(e.g. ark_assets/samples/kb_qa_sample.jsonl); an empty inbox never empties the index"
-        )
-    kept = [f for f in arrived if f.sha256 not in forgotten.file_sha256s]
-    files = land_all(kept, inbox, Path(kb_inbox.landing_path))
+    arrived, files = _landed_kb_files(kb_inbox, warehouse.forgotten().file_sha256s)
     limits = KbLimits(config.max_question_chars, config.max_answer_chars)
     frames = kb_frames(files, limits, datetime.now(UTC))
-    for source, rejection in frames.build.rejections[:_LOGGED_REJECTIONS]:
-        context.log.warning(
-            f"{source.name} record {rejection.record_index}: {rejection.rule}: {rejection.message}"
-        )
+    log_rejections(context.log, ((source.name, r) for source, r in frames.build.rejections))
     documents, phi_by_type = deidentify_documents(frames.documents)
     counts = frames.counts
-    files_meta = dg.MetadataValue.json({f.name: f.sha256 for f in files})
-    languages = dict(documents.group_by("language").len().iter_rows())
+    facts = _kb_facts(documents, files, arrived, phi_by_type)
     yield dg.Output(
         documents,
         output_name="kb_sources",
-        metadata={
-            **table_metadata(documents, KB_SOURCES),
-            **counts,
-            "files": files_meta,
-            "forgotten_files": len(arrived) - len(kept),
-            "phi_replaced": sum(phi_by_type.values()),
-            "phi_by_type": dg.MetadataValue.json(dict(sorted(phi_by_type.items()))),
-            "languages": dg.MetadataValue.json({str(k): v for k, v in languages.items()}),
-        },
+        metadata={**table_metadata(documents, KB_SOURCES), **counts, **facts},
     )
-    yield dg.Output(
+    yield quarantine_output(
+        "kb_quarantined_records",
         frames.quarantined,
-        output_name="kb_quarantined_records",
-        metadata={
-            **table_metadata(frames.quarantined, KB_QUARANTINED_RECORDS),
-            **counts,
-            "rules": dg.MetadataValue.json(frames.build.rule_counts),
-        },
+        KB_QUARANTINED_RECORDS,
+        frames.build.rule_counts,
+        counts,
     )
     yield dg.AssetCheckResult(
         check_name=RECORDS_ACCOUNTED,
@@ -134,11 +125,34 @@ def kb_sources(
         passed=frames.accounted,
         metadata=counts,
     )
-    yield phi_free_result(
-        (text for pair in documents.select("question", "answer").iter_rows() for text in pair),
-        check_name=KB_PHI_FREE,
-        asset_key="kb_sources",
-    )
+    texts = (text for pair in documents.select("question", "answer").iter_rows() for text in pair)
+    yield phi_free_result(texts, check_name=KB_PHI_FREE, asset_key="kb_sources")
+
+
+def _kb_facts(
+    documents: pl.DataFrame, files: list[SourceFile], arrived: int, phi_by_type: dict[str, int]
+) -> dict[str, Any]:
+    """Which files the knowledge base was read from, and what de-identification replaced."""
+    return {
+        "files": dg.MetadataValue.json({f.name: f.sha256 for f in files}),
+        "forgotten_files": arrived - len(files),
+        "phi_replaced": sum(phi_by_type.values()),
+        "phi_by_type": dg.MetadataValue.json(dict(sorted(phi_by_type.items()))),
+        "languages": language_counts(documents),
+    }
+
+
+def _landed_kb_files(kb_inbox: KbInbox, forgotten_files: Set[str]) -> tuple[int, list[SourceFile]]:
+    """How many files the KB inbox holds, and the landed ones not under a deletion request."""
+    inbox = Path(kb_inbox.path)
+    arrived = current_files(inbox)
+    if not arrived and not forgotten_files:
+        raise dg.Failure(
+            f"no files in the KB inbox {inbox}: drop .jsonl/.csv/.json QA files there "
+            "(e.g. ark_assets/samples/kb_qa_sample.jsonl); an empty inbox never empties the index"
+        )
+    kept = [f for f in arrived if f.sha256 not in forgotten_files]
+    return len(arrived), land_all(kept, inbox, Path(kb_inbox.landing_path))
 
 
 @dg.asset(
@@ -239,17 +253,14 @@ def kb_retrieval_eval(
     embedder: EmbedderResource,
     vector_store: VectorStoreResource,
     artifacts: ArtifactStore,
-):
+) -> StepEvents:
     """recall@1/@5 and MRR of the index (and of any compared embedder) on queries derived from
     held-out documents, one row per embedder and mode; the markdown report beside it."""
     documents = documents_of(kb_sources)
     queries = eval_queries(documents, config.held_out_documents, config.seed)
     rows = evaluate_index(vector_store.index(embedder), queries, config.hybrid)
     for backend in (b for b in config.compare_embedders if b != embedder.backend):
-        context.log.info(f"scoring {backend} on a throwaway index of {len(documents)} documents")
-        model = embedder.build(backend)
-        with throwaway_index(model, documents, on_batch=_progress(context)) as index:
-            rows += evaluate_index(index, queries, config.hybrid)
+        rows += _score_on_throwaway_index(context, embedder, backend, documents, queries, config)
     frame = tables.frame(rows, KB_RETRIEVAL_EVAL)
     held_out = len(queries) // 3
     report = markdown_report(rows, held_out, len(documents), config.seed)
@@ -274,3 +285,17 @@ def kb_retrieval_eval(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"recall_at_5": recall, "floor": config.recall_at_5_floor},
     )
+
+
+def _score_on_throwaway_index(
+    context: dg.AssetExecutionContext,
+    embedder: EmbedderResource,
+    backend: str,
+    documents: list[QaDocument],
+    queries: list[EvalQuery],
+    config: KbRetrievalEvalConfig,
+) -> list[dict[str, Any]]:
+    """The rows of another embedder, scored on an in-memory index of the same documents."""
+    context.log.info(f"scoring {backend} on a throwaway index of {len(documents)} documents")
+    with throwaway_index(embedder.build(backend), documents, on_batch=_progress(context)) as index:
+        return evaluate_index(index, queries, config.hybrid)

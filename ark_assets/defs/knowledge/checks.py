@@ -5,8 +5,7 @@ import great_expectations.expectations as gxe
 import polars as pl
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
-from ark_assets.defs.quality import gx_check
-from ark_assets.lib.dialogues import Rule
+from ark_assets.defs.quality import gx_check, quarantine_rules_result
 from ark_assets.lib.language import SUPPORTED_LANGUAGES
 
 KB_SOURCES_CONTRACT = "kb_sources_contract"
@@ -49,13 +48,7 @@ def kb_sources_contract(kb_sources: pl.DataFrame) -> dg.AssetCheckResult:
     description="Every quarantined QA record names a known rule and carries a message.",
 )
 def kb_quarantine_rules_known(kb_quarantined_records: pl.DataFrame) -> dg.AssetCheckResult:
-    unknown = kb_quarantined_records.filter(
-        ~pl.col("rule").is_in(Rule.ALL) | pl.col("message").is_null()
-    )
-    return dg.AssetCheckResult(
-        passed=unknown.height == 0,
-        metadata={"unknown_rules": sorted(set(unknown["rule"].drop_nulls().to_list()))},
-    )
+    return quarantine_rules_result(kb_quarantined_records)
 
 
 @dg.asset_check(

@@ -21,13 +21,13 @@ import dagster as dg
 from chromadb.api import ClientAPI
 from pydantic import Field
 
-from ark_assets.defs.resources import data_dir, default_setting, env_setting
+from ark_assets.defs.resources import data_dir, env_setting
 from ark_assets.lib.knowledge.embedders import BACKENDS, Embedder, EmbedderSpec, make_embedder
 from ark_assets.lib.knowledge.retrieval import KnowledgeRetriever
 from ark_assets.lib.knowledge.store import KnowledgeIndex, http_client, persistent_client
 
 # The demo default: multilingual-e5 beats hashing on the Chinese sample (docs/knowledge-base.md,
-# kb_retrieval_eval); tests use ``hashing`` (build_knowledge_resources(root)).
+# kb_retrieval_eval); tests use ``hashing`` (ark_assets.testing.resources).
 DEFAULT_EMBEDDER = "multilingual_e5"
 
 
@@ -120,13 +120,13 @@ class VectorStoreResource(dg.ConfigurableResource):
         return self.index(embedder).retriever(medark_filter=medark_filter, hybrid=hybrid)
 
 
-def build_knowledge_resources(root: Path | None = None) -> dict[str, Any]:
-    """The KB resources for the environment's data directory, or for ``root`` (tests: hashing)."""
-    base = root or data_dir()
-    env = root is None
-    setting = env_setting if env else default_setting
+def build_knowledge_resources() -> dict[str, Any]:
+    """The KB resources for the environment: inbox, embedder, vector store (embedded Chroma
+    under ``ARK_DATA_DIR`` unless ``ARK_CHROMA_HOST`` names a server)."""
+    base = data_dir()
+    setting = env_setting
     store: dict[str, Any] = {"path": setting("ARK_CHROMA_DIR", str(base / "chroma"))}
-    if env and "ARK_CHROMA_HOST" in os.environ:
+    if "ARK_CHROMA_HOST" in os.environ:
         store.update(
             host=dg.EnvVar("ARK_CHROMA_HOST"),
             port=env_setting("ARK_CHROMA_PORT", 8000),
@@ -138,7 +138,7 @@ def build_knowledge_resources(root: Path | None = None) -> dict[str, Any]:
             landing_path=str(base / "landing" / "kb"),
         ),
         "embedder": EmbedderResource(
-            backend=setting("ARK_EMBEDDER", DEFAULT_EMBEDDER if env else "hashing"),
+            backend=setting("ARK_EMBEDDER", DEFAULT_EMBEDDER),
             model=setting("ARK_EMBEDDER_MODEL", ""),
             base_url=setting("ARK_EMBEDDER_BASE_URL", ""),
             api_key=setting("ARK_EMBEDDER_API_KEY", ""),

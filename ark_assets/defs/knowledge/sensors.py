@@ -7,7 +7,7 @@ import dagster as dg
 
 from ark_assets.defs.knowledge.jobs import kb_sources_job
 from ark_assets.defs.knowledge.resources import KbInbox
-from ark_assets.lib.inbox import ScanCache
+from ark_assets.lib.ingest.inbox import ScanCache
 from ark_assets.lib.knowledge.inbox import current_files, fingerprint
 
 
@@ -18,7 +18,9 @@ from ark_assets.lib.knowledge.inbox import current_files, fingerprint
     description="Requests a kb_sources run whenever a file in the KB inbox is added, changed "
     "or removed; an unchanged inbox never triggers twice.",
 )
-def kb_inbox_sensor(context: dg.SensorEvaluationContext, kb_inbox: KbInbox):
+def kb_inbox_sensor(
+    context: dg.SensorEvaluationContext, kb_inbox: KbInbox
+) -> dg.RunRequest | dg.SkipReason:
     state = json.loads(context.cursor) if context.cursor else {}
     cache = ScanCache(state.get("files"))
     files = current_files(Path(kb_inbox.path), cache)

@@ -1,5 +1,6 @@
 """Synthesis: teacher-explained action paths behind every doctor reply (MedArk stages 1–3)."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -11,9 +12,10 @@ from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, table_metadata, tabl
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
-from ark_assets.lib.ark.entities import regenerate
-from ark_assets.lib.ark.loop import ArkLoop, LoopSettings, prefixes
-from ark_assets.lib.ark.summary import (
+from ark_assets.lib.knowledge.store import KnowledgeIndex
+from ark_assets.lib.synthesis.entities import regenerate
+from ark_assets.lib.synthesis.loop import ArkLoop, LoopSettings, prefixes
+from ark_assets.lib.synthesis.summary import (
     accounted,
     accounting,
     expected_prefixes,
@@ -21,7 +23,7 @@ from ark_assets.lib.ark.summary import (
     keys,
     path_summary,
 )
-from ark_assets.lib.ark.tables import (
+from ark_assets.lib.synthesis.tables import (
     ARK_ENTITIES,
     ARK_FAILURES,
     ARK_PATHS,
@@ -29,8 +31,7 @@ from ark_assets.lib.ark.tables import (
     failures_frame,
     paths_frame,
 )
-from ark_assets.lib.ark.teacher import Teacher
-from ark_assets.lib.knowledge.store import KnowledgeIndex
+from ark_assets.lib.synthesis.teacher import Teacher
 
 GROUP = "synthesis"
 # The dialogues the Ark loop explains: de-identified (compliance layer), never raw.
@@ -40,6 +41,7 @@ PREFIXES_ACCOUNTED = "ark_prefixes_accounted"
 PATH_FAILURE_RATE = "ark_path_failure_rate"
 ASKING_HAVE_ENTITIES = "ark_asking_have_entities"
 ENTITY_FAILURE_RATE = "ark_entity_failure_rate"
+StepEvents = Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]
 # One synthesis step at a time (pool limit 1, dagster.yaml), so the teacher's concurrency and
 # requests-per-minute limits hold for the whole deployment, not per step.
 TEACHER_POOL = "teacher"
@@ -56,6 +58,12 @@ class ArkPathsConfig(dg.Config):
     min_shared_chars: int = Field(
         default=3, description="A hit must share this many characters with its query (MedArk: 3)."
     )
+    min_rounds: int = Field(
+        default=0,
+        description="Retrieval rounds every path must have (MedArk: 1, its data has no "
+        "zero-round path). 0: a first request asking for nothing ends with no round; ≥ 1: such "
+        "a request is re-asked (repair message), and a prefix still asking for nothing fails.",
+    )
     max_failure_rate: float = Field(
         default=0.05, description="Blocking: a larger share of failed prefixes stops downstream."
     )
@@ -67,8 +75,16 @@ class ArkEntitiesConfig(dg.Config):
     )
 
 
-def _out(description: str, columns: tuple, automation: dg.AutomationCondition) -> dg.AssetOut:
-    return table_out(description, columns, tags=PHI_DEIDENTIFIED_TAGS, automation=automation)
+def _out(
+    description: str, columns: tuple, automation: dg.AutomationCondition, code_version: str
+) -> dg.AssetOut:
+    return table_out(
+        description,
+        columns,
+        code_version=code_version,
+        tags=PHI_DEIDENTIFIED_TAGS,
+        automation=automation,
+    )
 
 
 def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
@@ -82,12 +98,14 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
             "(retrieval rounds, checks, stop reason) and the reply as an ask or a tell.",
             ARK_PATHS,
             ON_NEW_DIALOGUES,
+            code_version="1",
         ),
         "ark_failures": _out(
             "Every prefix the teacher could not complete, with the stage, the error and the "
             "path so far (kept, never dropped).",
             ARK_FAILURES,
             ON_NEW_DIALOGUES,
+            code_version="1",
         ),
     },
     ins={"dialogues": dg.AssetIn(INPUT_DIALOGUES)},
@@ -108,28 +126,24 @@ def ark_paths(
     embedder: EmbedderResource,
     vector_store: VectorStoreResource,
     warehouse: Warehouse,
-):
+) -> StepEvents:
     """Runs the Ark loop over every prefix of the batch's dialogues against the knowledge base
     (``kb_index``), through the cached teacher; dialogues under a deletion request are left out."""
     dialogues = warehouse.forgotten().exclude(dialogues)
     index = vector_store.index(embedder)
     kb = _kb_metadata(context, index)
     items = [p for row in dialogues.iter_rows(named=True) for p in prefixes(row)]
-    settings = LoopSettings(k=config.k, min_shared_chars=config.min_shared_chars)
+    settings = LoopSettings(**config.model_dump(include={"k", "min_shared_chars", "min_rounds"}))
     with teacher.open() as ark_teacher:
         outcome = ArkLoop(ark_teacher, index.retriever(), kb["kb"], settings).run(items)
     paths, failures = paths_frame(outcome.paths), failures_frame(outcome.failures)
     counts = accounting(expected_prefixes(dialogues), paths, failures)
     context.log.info(f"{paths.height} paths, {failures.height} failures of {len(items)} prefixes")
+    paths_metadata = {**table_metadata(paths, ARK_PATHS), **kb, **_json(path_summary(paths))}
     yield dg.Output(
         paths,
         output_name="ark_paths",
-        metadata={
-            **table_metadata(paths, ARK_PATHS),
-            **_teacher_metadata(ark_teacher),
-            **kb,
-            **_json(path_summary(paths)),
-        },
+        metadata={**paths_metadata, **_teacher_metadata(ark_teacher)},
     )
     yield dg.Output(
         failures,
@@ -152,11 +166,13 @@ def ark_paths(
             "body_part, medical_check, concept) of every asking doctor reply.",
             ARK_ENTITIES,
             dg.AutomationCondition.eager(),
+            code_version="1",
         ),
         "ark_entity_failures": _out(
             "Every asking reply whose entities the teacher could not extract, with the error.",
             ARK_FAILURES,
             dg.AutomationCondition.eager(),
+            code_version="1",
         ),
     },
     ins={"ark_paths": dg.AssetIn()},
@@ -176,7 +192,7 @@ def ark_entities(
     ark_paths: pl.DataFrame,
     teacher: TeacherResource,
     warehouse: Warehouse,
-):
+) -> StepEvents:
     """Asks the teacher what each asking reply asks about; entities must occur in the reply."""
     asking = warehouse.forgotten().exclude(ark_paths).filter(pl.col("is_asking"))
     with teacher.open() as ark_teacher:

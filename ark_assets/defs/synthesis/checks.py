@@ -7,10 +7,15 @@ import polars as pl
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.quality import gx_check
 from ark_assets.defs.synthesis.resources import BACKENDS
-from ark_assets.lib.ark.loop import RETRIEVAL_STAGE
-from ark_assets.lib.ark.models import DEDUCIBLE, MAX_QUERIES, NO_NEW_QUERY, TOO_MANY_RETRIEVALS
-from ark_assets.lib.ark.prompts import STAGES
 from ark_assets.lib.language import SUPPORTED_LANGUAGES
+from ark_assets.lib.synthesis.loop import RETRIEVAL_STAGE
+from ark_assets.lib.synthesis.models import (
+    DEDUCIBLE,
+    MAX_QUERIES,
+    NO_NEW_QUERY,
+    TOO_MANY_RETRIEVALS,
+)
+from ark_assets.lib.synthesis.prompts import STAGES
 
 ARK_PATHS_CONTRACT = "ark_paths_contract"
 ARK_FAILURES_CONTRACT = "ark_failures_contract"

@@ -24,9 +24,9 @@ import dagster as dg
 from pydantic import Field
 
 from ark_assets.defs.resources import data_dir, env_setting
-from ark_assets.lib.ark.backends.rules import RulesBackend
-from ark_assets.lib.ark.cache import TeacherCache
-from ark_assets.lib.ark.teacher import Backend, RetryPolicy, Teacher
+from ark_assets.lib.synthesis.backends.rules import RulesBackend
+from ark_assets.lib.synthesis.cache import TeacherCache
+from ark_assets.lib.synthesis.teacher import Backend, RetryPolicy, Teacher
 
 BACKENDS = ("rules", "openai", "transformers")
 
@@ -56,7 +56,7 @@ class TeacherResource(dg.ConfigurableResource):
         if self.backend == "rules":
             return RulesBackend()
         if self.backend == "openai":
-            from ark_assets.lib.ark.backends.openai_backend import OpenAIBackend
+            from ark_assets.lib.synthesis.backends.openai_backend import OpenAIBackend
 
             if not self.model or not self.api_key:
                 raise ValueError(
@@ -72,7 +72,7 @@ class TeacherResource(dg.ConfigurableResource):
                 max_tokens=self.max_tokens,
             )
         if self.backend == "transformers":
-            from ark_assets.lib.ark.backends.transformers_backend import TransformersBackend
+            from ark_assets.lib.synthesis.backends.transformers_backend import TransformersBackend
 
             if not self.model:
                 raise ValueError("the transformers teacher needs ARK_TEACHER_MODEL (a local path)")
@@ -98,11 +98,9 @@ class TeacherResource(dg.ConfigurableResource):
             cache.close()
 
 
-def build_teacher(root: Path | None = None) -> TeacherResource:
-    """The teacher for the environment, or the offline rules teacher under ``root`` (tests)."""
-    base = root or data_dir()
-    if root is not None:
-        return TeacherResource(cache_path=str(base / "cache" / "teacher.sqlite"))
+def build_teacher() -> TeacherResource:
+    """The teacher for the environment (the offline rules teacher unless configured)."""
+    base = data_dir()
     return TeacherResource(
         backend=env_setting("ARK_TEACHER_BACKEND", "rules"),
         model=env_setting("ARK_TEACHER_MODEL", ""),

@@ -1,7 +1,8 @@
 """Training: the student checkpoint, SFT token records and the LoRA SFT adapter."""
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
@@ -19,9 +20,8 @@ from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.defs.training.jobs import TRAINING_TAGS
 from ark_assets.defs.training.resources import BaseModel, TrainingLauncher
 from ark_assets.lib.hashing import sha256_tree
-from ark_assets.lib.sft_records import SFT_QUARANTINE, SFT_RECORDS, RecordSettings
+from ark_assets.lib.training.sft_records import SFT_QUARANTINE, SFT_RECORDS, RecordSettings
 
-RECORDS_GROUP = "synthesis"
 GROUP = "training"
 SFT_TRAINER = "ark_assets.lib.training.sft_train"
 SFT_RECORDS_PHI_FREE = "sft_records_phi_free"
@@ -51,19 +51,21 @@ class SftRecordsConfig(dg.Config):
             "One Qwen2.5 tool-call training example per assistant turn of every path, "
             "assistant-only labels, split train/heldout by conversation.",
             SFT_RECORDS,
+            code_version="1",
             tags=PHI_DEIDENTIFIED_TAGS,
             automation=dg.AutomationCondition.eager(),
         ),
         "sft_quarantine": table_out(
             "Examples not kept (over max_length), with their length: never truncated.",
             SFT_QUARANTINE,
+            code_version="1",
             automation=dg.AutomationCondition.eager(),
         ),
     },
     ins={"ark_paths": dg.AssetIn(), "ark_entities": dg.AssetIn()},
     deps=["base_model"],
     partitions_def=dialogue_batches,
-    group_name=RECORDS_GROUP,
+    group_name=GROUP,
     check_specs=[
         dg.AssetCheckSpec(
             SFT_RECORDS_PHI_FREE,
@@ -81,14 +83,14 @@ def sft_records(
     ark_entities: pl.DataFrame,
     base_model: BaseModel,
     warehouse: Warehouse,
-):
+) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
     """Renders each path with the base model's tokenizer and chat template, tokenizes each
     assistant turn with its history, and quarantines over-length examples; paths of dialogues
     under a deletion request are left out."""
     from transformers import AutoTokenizer
 
-    from ark_assets.lib.deidentify import message_texts
-    from ark_assets.lib.sft_records import build_records
+    from ark_assets.lib.compliance.deidentify import message_texts
+    from ark_assets.lib.training.sft_records import build_records, record_counts
 
     forgotten = warehouse.forgotten()
     ark_paths, ark_entities = forgotten.exclude(ark_paths), forgotten.exclude(ark_entities)
@@ -96,12 +98,7 @@ def sft_records(
     settings = RecordSettings(max_length=config.max_length, heldout_percent=config.heldout_percent)
     records, quarantined = build_records(ark_paths, ark_entities, tokenizer, settings)
     counts: dict[str, Any] = {
-        "paths": ark_paths.height,
-        "examples": records.height,
-        "quarantined": quarantined.height,
-        "tokens": int(records["n_tokens"].sum() or 0),
-        "label_tokens": int(records["label_tokens"].sum() or 0),
-        "train_examples": records.filter(pl.col("split") == "train").height,
+        **record_counts(ark_paths, records, quarantined),
         "base_model": base_model.model,
     }
     yield dg.Output(
@@ -120,8 +117,16 @@ def sft_records(
 
 
 class SftConfig(dg.Config):
-    """Hyperparameters of the SFT run; MedArk's LoRA recipe with a sane learning rate."""
+    """Hyperparameters of the SFT run: MedArk's LoRA rank, alpha, dropout and rsLoRA, on every
+    attention and MLP projection (``lora_preset: medark`` for MedArk's q_proj/v_proj), and a
+    learning rate that trains LoRA (docs/medark-differences.md)."""
 
+    lora_preset: Literal["ark", "medark"] = Field(
+        default="ark",
+        description="Modules LoRA adapts. ark: every attention and MLP projection (peft's "
+        "all-linear); medark: MedArk's LoRA exactly, q_proj and v_proj only (peft's qwen2 "
+        "default), which needs the lora_* defaults below.",
+    )
     lora_r: int = Field(default=8, description="LoRA rank (MedArk: 8).")
     lora_alpha: int = Field(default=16, description="LoRA alpha (MedArk: 16).")
     lora_dropout: float = Field(default=0.1, description="LoRA dropout (MedArk: 0.1).")
@@ -134,7 +139,7 @@ class SftConfig(dg.Config):
     batching: str = Field(
         default="length_grouped",
         description="length_grouped (CPU/any GPU), padding_free (flash-attention GPUs), "
-        "pad_to_max (MedArk's recipe, for comparison only).",
+        "pad_to_max (MedArk's padding to max_length, for comparison only).",
     )
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory.")
     save_steps: int = Field(default=50, description="Checkpoint interval; reruns resume.")
@@ -143,7 +148,7 @@ class SftConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"pytorch", "peft"},
     ins={"sft_records": dg.AssetIn()},
     deps=["base_model"],
@@ -158,7 +163,7 @@ def sft_adapter(
     training_launcher: TrainingLauncher,
     artifacts: ArtifactStore,
     warehouse: Warehouse,
-):
+) -> dg.MaterializeResult:
     """LoRA SFT adapter trained by trl in its own process (Dagster Pipes) on the train split;
     resumes from its last checkpoint when the same inputs and settings are re-run. Examples of
     dialogues under a deletion request are left out, even if sft_records is stale."""
@@ -167,9 +172,10 @@ def sft_adapter(
     records = warehouse.forgotten().exclude(sft_records)
     train = records.filter(pl.col("split") == "train").sort("conversation_id", "turn_index", "step")
     hyperparameters = {
-        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
-                 "use_rslora": config.use_rslora},
-        **config.model_dump(exclude={"lora_r", "lora_alpha", "lora_dropout", "use_rslora"}),
+        "lora": {"preset": config.lora_preset, "r": config.lora_r, "alpha": config.lora_alpha,
+                 "dropout": config.lora_dropout, "use_rslora": config.use_rslora},
+        **config.model_dump(exclude={"lora_preset", "lora_r", "lora_alpha", "lora_dropout",
+                                     "use_rslora"}),
     }  # fmt: skip
     settings_path = prepare_run(
         "sft",

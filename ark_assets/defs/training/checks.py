@@ -8,8 +8,8 @@ import polars as pl
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.training.resources import BaseModel
-from ark_assets.lib.render import parse_tool_call, validate_call
-from ark_assets.lib.sft_records import role_order_valid
+from ark_assets.lib.training.render import parse_tool_call, validate_call
+from ark_assets.lib.training.sft_records import role_order_valid
 
 LABELS_ARE_ONE_ASSISTANT_TURN = "sft_labels_are_one_assistant_turn"
 TOOL_CALLS_VALID = "sft_tool_calls_valid"

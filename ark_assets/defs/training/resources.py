@@ -6,8 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from ark_assets.defs.resources import data_dir, default_setting, env_setting
-from ark_assets.lib.inbox import safe_name
+from ark_assets.defs.resources import data_dir, env_setting
+from ark_assets.lib.ingest.inbox import safe_name
 from ark_assets.lib.training import SMOLLM2
 
 
@@ -58,9 +58,10 @@ class TrainingLauncher(dg.ConfigurableResource):
         )
 
 
-def build_training_resources(root: Path | None = None) -> dict[str, Any]:
-    base = root or data_dir()
-    setting = env_setting if root is None else default_setting
+def build_training_resources() -> dict[str, Any]:
+    """The student and the trainer's launcher for the environment."""
+    base = data_dir()
+    setting = env_setting
     return {
         "base_model": BaseModel(
             model=setting("ARK_BASE_MODEL", SMOLLM2), models_dir=str(base / "models")

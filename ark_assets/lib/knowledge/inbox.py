@@ -2,7 +2,7 @@
 
 Unlike dialogue batches, the knowledge base is the *current* content of its inbox: dropping a
 file adds its pairs, replacing it replaces them, removing it removes them from the index. Each
-version of a file is still landed (content-addressed, as in ``lib.inbox``) so the exact bytes
+version of a file is still landed (content-addressed, as in ``lib.ingest.inbox``) so the exact bytes
 behind every document stay available to the audit.
 """
 
@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from ark_assets.lib.inbox import ArrivedFile, ScanCache, land, scan
+from ark_assets.lib.ingest.inbox import ArrivedFile, ScanCache, land, scan
 from ark_assets.lib.knowledge.records import SourceFile
 
 

@@ -7,7 +7,8 @@ Accepted files (see docs/knowledge-base.md):
 - ``.json``: a list of such objects, or MedArk-style ``{"q", "a"}`` objects.
 
 Every record ends up as a document or as a ``Rejection`` naming the rule it broke (the rule
-names are the ingest layer's, ``lib.dialogues.Rule``); exact duplicates (same ``doc_id``) collapse
+names are the ingest layer's, ``lib.ingest.dialogues.Rule``); exact duplicates (same
+``doc_id``) collapse
 into the first occurrence, which counts them. So for every build
 ``records read = documents + duplicates collapsed + quarantined``.
 """
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ark_assets.lib.dialogues import (
+from ark_assets.lib.ingest.dialogues import (
     RESERVED_TOKENS,
     RecordError,
     Rejection,
@@ -30,7 +31,13 @@ from ark_assets.lib.dialogues import (
     is_blank,
     shown_names,
 )
-from ark_assets.lib.formats import Parsed, decode_utf8, file_suffix, read_json_list, read_jsonl
+from ark_assets.lib.ingest.formats import (
+    Parsed,
+    decode_utf8,
+    file_suffix,
+    read_json_list,
+    read_jsonl,
+)
 from ark_assets.lib.knowledge.text import normalise, normalised_doc_id
 from ark_assets.lib.language import detect_language
 

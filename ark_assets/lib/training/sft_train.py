@@ -24,26 +24,69 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from ark_assets.lib.artifacts import atomic_directory
 from ark_assets.lib.hashing import sha256_tree
 
+if TYPE_CHECKING:
+    from peft import LoraConfig
+
 Batching = Literal["length_grouped", "padding_free", "pad_to_max"]
+LoraPreset = Literal["ark", "medark"]
+
+# The modules each preset adapts. MedArk sets no targets of its own: it passes peft's default
+# mapping for qwen2, which is q_proj and v_proj only. Ours is peft's "all-linear" (every
+# attention and MLP projection, not the output head): at rank 8, q/v alone leave a small student
+# little capacity to learn the tool-call format, and all-linear is the usual LoRA practice since
+# QLoRA (not measured here).
+LORA_TARGETS: dict[str, list[str] | str] = {"ark": "all-linear", "medark": ["q_proj", "v_proj"]}
+MEDARK_LORA: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "use_rslora": True}
 
 
 class LoraSettings(BaseModel):
-    """MedArk's LoRA recipe: r 8, alpha 16, dropout 0.1, rsLoRA, all projection modules."""
+    """LoRA hyperparameters. r, alpha, dropout and rsLoRA default to MedArk's values; ``preset``
+    picks the adapted modules: ``ark`` every projection, ``medark`` MedArk's LoRA exactly
+    (q_proj and v_proj, with MedArk's values: other values are refused)."""
 
+    preset: LoraPreset = "ark"
     r: int = 8
     alpha: int = 16
     dropout: float = 0.1
     use_rslora: bool = True
-    target_modules: list[str] | str = "all-linear"
+
+    @model_validator(mode="after")
+    def _medark_is_exact(self) -> LoraSettings:
+        values = {name: getattr(self, name) for name in MEDARK_LORA}
+        if self.preset == "medark" and values != MEDARK_LORA:
+            raise ValueError(
+                f"lora preset 'medark' is MedArk's LoRA ({MEDARK_LORA}), got {values}: "
+                "leave lora_r, lora_alpha, lora_dropout and use_rslora at their defaults, "
+                "or use preset 'ark'"
+            )
+        return self
+
+    @property
+    def target_modules(self) -> list[str] | str:
+        return LORA_TARGETS[self.preset]
+
+
+def lora_config(lora: LoraSettings) -> LoraConfig:
+    """The peft adapter configuration of ``lora``."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        use_rslora=lora.use_rslora,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 class SftSettings(BaseModel):
@@ -179,7 +222,6 @@ def _dataset(settings: SftSettings) -> Any:
 
 
 def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -228,15 +270,7 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
-    lora = settings.lora
-    peft_config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        use_rslora=lora.use_rslora,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
+    peft_config = lora_config(settings.lora)
     losses: list[dict[str, float]] = []
 
     class Progress(TrainerCallback):

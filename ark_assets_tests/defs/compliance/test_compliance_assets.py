@@ -7,15 +7,42 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ark_assets.defs.compliance.deletion import forget, rebuild
 from ark_assets.defs.training.resources import BaseModel
-from ark_assets.forget import forget, rebuild
-from ark_assets.lib.forget import CONVERSATION, SOURCE_FILE, NothingToForget
-from ark_assets_tests.conftest import BAD_INPUTS, SAMPLES, Platform
+from ark_assets.lib.compliance.tombstones import CONVERSATION, SOURCE_FILE, NothingToForget
+from ark_assets_tests.conftest import BAD_INPUTS, INGEST_SELECTION, SAMPLES, Platform
 from ark_assets_tests.defs.synthesis.conftest import DEIDENTIFY, KB, SYNTHESIS, build, sample_file
-from ark_assets_tests.lib.test_phi import FIXTURE_IDENTIFIERS
+from ark_assets_tests.lib.compliance.test_phi import FIXTURE_IDENTIFIERS
 
 FAKE_PHI = BAD_INPUTS / "09_phi_like_FAKE.jsonl"
 SFT = dg.AssetSelection.assets("sft_records", "sft_quarantine")
+BATCH_CHAIN = INGEST_SELECTION | DEIDENTIFY | SYNTHESIS | SFT
+# The batch-partitioned tables that hold a batch's rows (tag_collisions and the failure tables
+# may be empty for a clean batch).
+BATCH_TABLES = (
+    "raw_dialogues",
+    "quarantined_records",
+    "tagged_dialogues",
+    "deidentified_dialogues",
+    "phi_findings",
+    "ark_paths",
+    "sft_records",
+)
+# Every asset of a dialogue batch: what a rebuild re-materializes for each batch it touches.
+BATCH_ASSETS = {
+    "raw_dialogues",
+    "quarantined_records",
+    "tagged_dialogues",
+    "tag_collisions",
+    "deidentified_dialogues",
+    "phi_findings",
+    "ark_paths",
+    "ark_failures",
+    "ark_entities",
+    "ark_entity_failures",
+    "sft_records",
+    "sft_quarantine",
+}
 
 
 def _query(platform: Platform, sql: str) -> list[tuple]:
@@ -62,6 +89,34 @@ def _count(platform: Platform, table: str, key: str) -> int:
     return int(_query(platform, sql)[0][0])
 
 
+def _batch_rows(platform: Platform, table: str, batch: str) -> int:
+    return int(_query(platform, f"select count(*) from ark.{table} where batch = '{batch}'")[0][0])
+
+
+def _holding(platform: Platform, column: str, value: str) -> set[str]:
+    """The warehouse tables with a row whose ``column`` is ``value`` (the requests aside)."""
+    return {
+        table
+        for table in _tables_with(platform, column)
+        if table != "deletion_requests"
+        and _query(platform, f"select count(*) from ark.{table} where {column} = '{value}'")[0][0]
+    }
+
+
+def _runs(results: list[dg.ExecuteInProcessResult]) -> list[tuple[str | None, set[str]]]:
+    """Each rebuild run's partition and the assets it materialized. ``rebuild`` exits on a failed
+    run (pytest reports the SystemExit as a failure), so what is left to check is that it ran
+    what the request touches: the callers compare this list with the request."""
+    assert [r.success for r in results] == [True] * len(results)
+    return [
+        (
+            r.dagster_run.tags.get("dagster/partition"),
+            {e.asset_key.to_user_string() for e in r.get_asset_materialization_events()},
+        )
+        for r in results
+    ]
+
+
 def test_forget_a_conversation_then_rebuild_removes_it_everywhere(
     platform: Platform, tiny_model: Path
 ) -> None:
@@ -78,31 +133,25 @@ def test_forget_a_conversation_then_rebuild_removes_it_everywhere(
         "select r.conversation_id, t.dialogue_sha256, t.record_index from ark.sft_records r "
         "join ark.tagged_dialogues t using (conversation_id) order by 1 limit 1",
     )
-    holding = [
-        table
-        for table in _tables_with(platform, "conversation_id")
-        if _query(platform, f"select count(*) from ark.{table} where conversation_id = '{key}'")[0][
-            0
-        ]
-    ]
-    assert {"tagged_dialogues", "deidentified_dialogues", "ark_paths", "sft_records"} <= set(
-        holding
-    )
+    by_key = _holding(platform, "conversation_id", key)
+    assert {"tagged_dialogues", "deidentified_dialogues", "ark_paths", "sft_records"} <= by_key
+    by_digest = _holding(platform, "dialogue_sha256", digest)
+    assert "tagged_dialogues" in by_digest
 
     request = forget(key, platform.resources, platform.instance, requested_by="dpo", reason="T-1")
     assert [t.kind for t in request.tombstones] == [CONVERSATION]
     assert request.batches == [synthesis.batch] and not request.knowledge_base
     results = rebuild(request, platform.defs, platform.instance, platform.resources)
-    assert all(r.success for r in results)
+    runs = _runs(results)
+    assert [partition for partition, _ in runs] == [synthesis.batch, None]
+    assert runs[0][1] == BATCH_ASSETS
+    assert "tagged_pkl" in runs[1][1] and "sft_adapter" not in runs[1][1]
 
-    for table in _tables_with(platform, "conversation_id"):
-        if table != "deletion_requests":
-            assert _count(platform, table, key) == 0, table
-    for table in _tables_with(platform, "dialogue_sha256"):
-        if table == "deletion_requests":
-            continue
-        sql = f"select count(*) from ark.{table} where dialogue_sha256 = '{digest}'"
-        assert _query(platform, sql) == [(0,)], table
+    # Emptied, not dropped: every table that held the dialogue is still there, without it.
+    assert by_key <= set(_tables_with(platform, "conversation_id"))
+    assert by_digest <= set(_tables_with(platform, "dialogue_sha256"))
+    assert _holding(platform, "conversation_id", key) == set()
+    assert _holding(platform, "dialogue_sha256", digest) == set()
     exported = pickle.loads((platform.root / "artifacts" / "exports" / "tagged.pkl").read_bytes())
     assert key not in exported and len(exported) == synthesis.dialogues - 1
     accounted = [
@@ -124,6 +173,13 @@ def test_forget_a_conversation_then_rebuild_removes_it_everywhere(
     assert _query(platform, f"select count(*) from ark.raw_dialogues where batch = '{batch}'") == [
         (0,)
     ]
+    (ingested,) = platform.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_dialogues"), asset_partitions=[batch]),
+        limit=1,
+    ).records
+    assert ingested.asset_materialization
+    counts = ingested.asset_materialization.metadata
+    assert (counts["records_read"].value, counts["forgotten"].value) == (1, 1)  # not quarantined
 
 
 def test_forget_a_knowledge_base_file_removes_its_documents_from_chroma(
@@ -141,14 +197,21 @@ def test_forget_a_knowledge_base_file_removes_its_documents_from_chroma(
     }  # fmt: skip
     index = platform.resources["vector_store"].index(platform.resources["embedder"])
     assert len(dropped) == 20 and index.count() == 60
+    landing = Path(platform.resources["kb_inbox"].landing_path)
+    landed = sorted(landing.rglob("drop.jsonl"))
+    assert landed
 
     request = forget(str(inbox / "drop.jsonl"), platform.resources, platform.instance)
     assert [(t.kind, t.source_name) for t in request.tombstones] == [(SOURCE_FILE, "drop.jsonl")]
     assert request.knowledge_base and request.batches == []
-    assert not (inbox / "drop.jsonl").exists()
-    assert all(p.name != "drop.jsonl" or not p.exists() for p in request.deleted_files)
-    assert all(r.success for r in rebuild(request, platform.defs, platform.instance,
-                                          platform.resources))  # fmt: skip
+    assert sorted(request.deleted_files) == sorted([inbox / "drop.jsonl", *landed])
+    assert not [p for p in request.deleted_files if p.exists()]
+    assert (inbox / "keep.jsonl").exists() and list(landing.rglob("keep.jsonl"))
+    ((partition, rebuilt),) = _runs(
+        rebuild(request, platform.defs, platform.instance, platform.resources)
+    )
+    assert partition is None and {"kb_sources", "kb_quarantined_records", "kb_index"} <= rebuilt
+    assert "sft_adapter" not in rebuilt
 
     stored = set(index.stored_metadata())
     assert index.count() == 40 and not stored & dropped
@@ -190,9 +253,17 @@ def test_forget_a_dialogue_file_empties_its_batch_and_deletes_its_copies(
         model=str(tiny_model), models_dir=str(platform.root / "models")
     )
     assert platform.materialize(dg.AssetSelection.assets("base_model")).success
-    kept, dropped = sample_file(platform.root, "en", 3), FAKE_PHI
+    kept, dropped = sample_file(platform.root, "en", 3), platform.root / FAKE_PHI.name
+    dropped.write_text(FAKE_PHI.read_text() + "{not a record\n")  # a row for quarantined_records
     (kept_batch,) = platform.ingest(kept)
     (batch,) = platform.ingest(dropped)
+    kb_inbox = Path(platform.resources["kb_inbox"].path)
+    kb_inbox.mkdir(parents=True)
+    (kb_inbox / "kb.jsonl").write_text((SAMPLES / "kb_qa_sample.jsonl").read_text())
+    assert platform.materialize(KB).success  # what the synthesis layer retrieves from
+    assert platform.materialize(BATCH_CHAIN, batch).success
+    held = {table for table in BATCH_TABLES if _batch_rows(platform, table, batch)}
+    assert held == set(BATCH_TABLES), held
     landed = platform.root / "landing" / batch
     assert landed.is_dir() and (platform.inbox / dropped.name).exists()
 
@@ -201,18 +272,11 @@ def test_forget_a_dialogue_file_empties_its_batch_and_deletes_its_copies(
     assert request.batches == [batch] and not landed.exists()
     assert not (platform.inbox / dropped.name).exists()
     results = rebuild(request, platform.defs, platform.instance, platform.resources)
-    assert all(r.success for r in results)
-    for table in (
-        "raw_dialogues",
-        "quarantined_records",
-        "tagged_dialogues",
-        "deidentified_dialogues",
-        "phi_findings",
-        "ark_paths",
-        "sft_records",
-    ):
-        sql = f"select count(*) from ark.{table} where batch = '{batch}'"
-        assert _query(platform, sql) == [(0,)], table  # fmt: skip
+    runs = _runs(results)
+    assert [partition for partition, _ in runs] == [batch, None] and runs[0][1] == BATCH_ASSETS
+    assert {table: _batch_rows(platform, table, batch) for table in BATCH_TABLES} == dict.fromkeys(
+        BATCH_TABLES, 0
+    )
     assert _query(platform, "select distinct batch from ark.raw_dialogues") == [(kept_batch,)]
     (accounted,) = [
         e for e in results[0].get_asset_check_evaluations() if e.check_name == "records_accounted"

@@ -17,8 +17,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ark_assets.bench.dialogues import write_jsonl
-from ark_assets.lib.inbox import copy_into
+from ark_assets.lib.ingest.inbox import copy_into
+from ark_assets.testing.dialogues import write_jsonl
 from ark_assets_tests.conftest import SAMPLES
 
 REPO = Path(__file__).resolve().parents[3]

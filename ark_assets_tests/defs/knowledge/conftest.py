@@ -12,8 +12,7 @@ import dagster as dg
 import pytest
 
 from ark_assets.defs.knowledge import assets, checks
-from ark_assets.defs.knowledge.resources import build_knowledge_resources
-from ark_assets.defs.resources import build_resources
+from ark_assets.testing.resources import rooted_resources
 from ark_assets_tests.conftest import SAMPLES
 
 KNOWLEDGE = dg.AssetSelection.groups("knowledge")
@@ -80,6 +79,6 @@ def eval_config(**fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    resources = {**build_resources(tmp_path), **build_knowledge_resources(tmp_path)}
+    resources = rooted_resources(tmp_path)
     with dg.instance_for_test() as instance:
         yield KnowledgeBase(tmp_path, instance, resources)

@@ -9,7 +9,7 @@ import pytest
 
 from ark_assets.defs.knowledge.assets import RECALL_AT_5_FLOOR, RECORDS_ACCOUNTED
 from ark_assets.defs.knowledge.checks import KB_INDEX_MATCHES_SOURCES
-from ark_assets.lib.dialogues import Rule
+from ark_assets.lib.ingest.dialogues import Rule
 from ark_assets.lib.knowledge.store import KnowledgeIndex
 from ark_assets_tests.defs.knowledge.conftest import KnowledgeBase, eval_config, sample_lines
 

@@ -1,5 +1,6 @@
 """Knowledge resources: environment wiring and the definitions they serve."""
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -12,14 +13,20 @@ from ark_assets.defs.knowledge.resources import (
     VectorStoreResource,
     build_knowledge_resources,
 )
+from ark_assets.testing.resources import rooted_resources
 
 
-def test_test_resources_use_hashing_under_the_root(tmp_path: Path) -> None:
-    built = build_knowledge_resources(tmp_path)
+def test_rooted_test_resources_use_hashing_under_the_root(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ARK_EMBEDDER", "openai")  # hidden: the rooted set ignores the env
+    monkeypatch.setenv("ARK_CHROMA_DIR", "/elsewhere")
+    built = rooted_resources(tmp_path)
     assert built["embedder"].backend == "hashing"
     assert built["vector_store"].path == str(tmp_path / "chroma")
     assert built["vector_store"].location_metadata()["path"].value == str(tmp_path / "chroma")
     assert built["kb_inbox"].path == str(tmp_path / "kb_inbox")
+    assert os.environ["ARK_EMBEDDER"] == "openai"  # the environment is restored
 
 
 def test_environment_selects_the_embedder_and_a_chroma_server(

@@ -13,8 +13,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from ark_assets.defs.knowledge.resources import build_knowledge_resources
-from ark_assets.defs.synthesis.resources import build_teacher
 from ark_assets_tests.conftest import INGEST_SELECTION, SAMPLES, Platform
 
 ARK_ASSETS = ("ark_paths", "ark_failures", "ark_entities", "ark_entity_failures")
@@ -86,8 +84,6 @@ def sample_file(root: Path, language: str, dialogues: int) -> Path:
 
 def build(platform: Platform, language: str, dialogues: int, kb_pairs: int) -> Synthesis:
     """Ingest ``dialogues`` of a sample, index ``kb_pairs`` QA pairs, the rules teacher."""
-    platform.resources.update(build_knowledge_resources(platform.root))
-    platform.resources["teacher"] = build_teacher(platform.root)
     inbox = Path(platform.resources["kb_inbox"].path)
     inbox.mkdir(parents=True, exist_ok=True)
     pairs = (SAMPLES / "kb_qa_sample.jsonl").read_text().splitlines()[:kb_pairs]

@@ -8,9 +8,9 @@ import dagster as dg
 
 from ark_assets.defs.synthesis import assets as synthesis
 from ark_assets.defs.synthesis.resources import TeacherResource
-from ark_assets.lib.ark.models import STOP_REASONS
-from ark_assets.lib.ark.scripted_endpoint import Reply, ScriptedEndpoint, canned, output_name
-from ark_assets.lib.ark.tables import path_from_row
+from ark_assets.lib.synthesis.models import STOP_REASONS
+from ark_assets.lib.synthesis.tables import path_from_row
+from ark_assets.testing.scripted_endpoint import Reply, ScriptedEndpoint, canned, output_name
 from ark_assets_tests.conftest import Platform
 from ark_assets_tests.defs.synthesis.conftest import build, checks, metadata
 

@@ -7,8 +7,8 @@ import duckdb
 import pytest
 
 from ark_assets.defs.training.resources import BaseModel
-from ark_assets.lib.ark.models import EntityRecord
-from ark_assets.lib.ark.tables import entities_frame, paths_frame
+from ark_assets.lib.synthesis.models import EntityRecord
+from ark_assets.lib.synthesis.tables import entities_frame, paths_frame
 from ark_assets.lib.warehouse import connect
 from ark_assets_tests.conftest import Platform
 from ark_assets_tests.lib.training.paths import TEACHER, ask_path, tell_path

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ark_assets.lib.dialogues import Rule
+from ark_assets.lib.ingest.dialogues import Rule
 from ark_assets.lib.knowledge.records import (
     KbLimits,
     SourceFile,

@@ -1,6 +1,6 @@
 """Hand-built Ark paths with the shapes the synthesis stage produces."""
 
-from ark_assets.lib.ark.models import (
+from ark_assets.lib.synthesis.models import (
     ArkPath,
     AskCheck,
     Entities,

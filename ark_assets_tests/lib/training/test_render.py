@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from ark_assets.lib.render import (
+from ark_assets.lib.training.render import (
     IGNORE_INDEX,
     AskAction,
     chat_template,
@@ -16,7 +16,7 @@ from ark_assets.lib.render import (
     tool_schemas,
     validate_call,
 )
-from ark_assets.lib.sft_records import role_order_valid
+from ark_assets.lib.training.sft_records import role_order_valid
 from ark_assets.lib.training.tokenizer import build_qwen25_tokenizer
 from ark_assets_tests.lib.training.paths import ask_path, tell_path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ark_assets.lib.render import examples_for, messages_for
+from ark_assets.lib.training.render import examples_for, messages_for
 from ark_assets.lib.training.sft_train import SftSettings
 from ark_assets_tests.lib.training.paths import ask_path, tell_path
 
@@ -125,3 +125,32 @@ def test_length_grouped_order_batches_similar_lengths_at_any_size() -> None:
     assert useful_ratio(order) > 0.95
     assert useful_ratio(list(range(12))) < 0.7  # the arrival order mixes short and long
     assert order == length_grouped_order(lengths, settings)  # seeded
+
+
+@pytest.mark.parametrize(
+    ("preset", "targets"),
+    [("medark", {"q_proj", "v_proj"}), ("ark", "all-linear")],
+)
+def test_lora_preset_decides_the_adapted_modules(preset: str, targets: object) -> None:
+    from ark_assets.lib.training.sft_train import LoraSettings, lora_config
+
+    config = lora_config(LoraSettings.model_validate({"preset": preset}))
+    assert config.target_modules == targets  # peft keeps a list of names as a set
+    assert (config.r, config.lora_alpha, config.lora_dropout, config.use_rslora) == (
+        8, 16, 0.1, True
+    )  # fmt: skip
+
+
+def test_the_medark_preset_refuses_other_lora_values() -> None:
+    from ark_assets.lib.training.sft_train import LoraSettings
+
+    with pytest.raises(ValueError, match="leave lora_r, lora_alpha"):
+        LoraSettings(preset="medark", r=16)
+
+
+def test_the_preset_reaches_the_trainer_settings() -> None:
+    settings = SftSettings.model_validate(
+        {"base_model_path": "m", "records_path": "r", "output_dir": "o", "checkpoint_dir": "c",
+         "lora": {"preset": "medark", "r": 8, "alpha": 16, "dropout": 0.1, "use_rslora": True}}
+    )  # fmt: skip
+    assert settings.lora.target_modules == ["q_proj", "v_proj"]

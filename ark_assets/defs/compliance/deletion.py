@@ -1,0 +1,169 @@
+"""Deletion requests: record one and, on request, carry it out (ark forget, deletion_request_job).
+
+A request names a conversation (its key) or a source file (a path, whose content digest is
+used, or the name it arrived under). The tombstones go to ``ark.deletion_requests``; the inbox
+and landed copies of a forgotten file are deleted; a materialization of ``deletion_requests`` is
+reported so the UI shows when it happened and which layers are now behind it. ``--rebuild``
+re-materializes every dialogue batch and knowledge-base table the request touches (and the
+exports built from them), after which no DuckDB table, Chroma collection or export holds the
+data. Trained adapters are not retrained here: the audit lists them as tainted until they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.resources import WAREHOUSE_SCHEMA
+from ark_assets.defs.runs import QUIET_LOGGERS, runnable
+from ark_assets.lib import warehouse
+from ark_assets.lib.compliance.tombstones import (
+    CONVERSATION,
+    TABLE,
+    NothingToForget,
+    Tombstone,
+    batches_holding,
+    record_requests,
+    resolve_conversation,
+    resolve_source_file,
+)
+from ark_assets.lib.hashing import sha256_file
+from ark_assets.lib.ingest.inbox import batch_digest, batch_key
+
+# Layers that run models, retrained or re-run on purpose (a new adapter re-runs agent_smoke,
+# which leaves forgotten dialogues out), never as a side effect of a deletion request.
+_NOT_REBUILT_GROUPS = frozenset({"training", "agent"})
+
+
+@dataclass(frozen=True)
+class Request:
+    request_id: str
+    tombstones: list[Tombstone]
+    deleted_files: list[Path]
+    batches: list[str]  # dialogue batches to re-materialize
+    knowledge_base: bool  # whether kb_sources must be re-materialized
+
+
+def forget(
+    target: str,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    *,
+    requested_by: str | None = None,
+    reason: str = "",
+) -> Request:
+    """Resolve ``target``, record its tombstones, delete the file copies, report the event."""
+    database = resources["warehouse"].database
+    path = Path(target)
+    digest = sha256_file(path) if path.is_file() else None
+    name = path.name if digest else target
+    batches = instance.get_dynamic_partitions(str(dialogue_batches.name))
+    with warehouse.connect(database) as conn:
+        tombstones = [] if digest else resolve_conversation(conn, WAREHOUSE_SCHEMA, target)
+        tombstones = tombstones or resolve_source_file(
+            conn, WAREHOUSE_SCHEMA, name, digest, batches
+        )
+        if not tombstones:
+            raise NothingToForget(
+                f"{target!r} is neither a conversation key in ark.tagged_dialogues nor a source "
+                "file (a path, or the name a dialogue/KB file arrived under) the platform holds"
+            )
+        rows = record_requests(
+            conn, WAREHOUSE_SCHEMA, tombstones, requested_by=requested_by, reason=reason
+        )
+        batches_to_rebuild = batches_holding(conn, WAREHOUSE_SCHEMA, tombstones)
+    request_id = rows["request_id"][0]
+    deleted = _delete_copies(resources, {t.file_sha256 for t in tombstones if t.file_sha256})
+    kb = any(t.kind != CONVERSATION and t.batch is None for t in tombstones)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            TABLE,
+            description=f"deletion request {request_id}",
+            metadata={
+                "request_id": request_id,
+                "kind": tombstones[0].kind,
+                "tombstones": len(tombstones),
+                "requested_by": rows["requested_by"][0],
+                "reason": reason,
+                "files_deleted": len(deleted),
+            },
+        )
+    )
+    return Request(request_id, tombstones, deleted, batches_to_rebuild, kb)
+
+
+def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
+    """Inbox and landed copies of forgotten files (matched by content, not by name)."""
+    if not digests:
+        return []
+    folders = []
+    for key in ("inbox", "kb_inbox"):
+        if key in resources:
+            folders += [Path(resources[key].path), Path(resources[key].landing_path)]
+    # Landed copies sit in batch-key folders (<name>__<sha256 prefix>/): only those can match.
+    prefixes = {batch_digest(batch_key("", digest)) for digest in digests}
+    deleted = []
+    for folder in folders:
+        for file in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            landed = file.parent != folder
+            if landed and batch_digest(file.parent.name) not in prefixes:
+                continue
+            if file.is_file() and sha256_file(file) in digests:
+                file.unlink()
+                deleted.append(file)
+                if landed and not any(file.parent.iterdir()):
+                    file.parent.rmdir()
+    return deleted
+
+
+def rebuild(
+    request: Request,
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+) -> list[dg.ExecuteInProcessResult]:
+    """Re-materialize what the request touches: each affected batch's chain, then the
+    unpartitioned tables, indexes and exports downstream (not the training layer)."""
+    graph = definitions.get_repository_def().asset_graph
+    everything = runnable(definitions)
+    nodes = [node for node in graph.asset_nodes if node.is_materializable]
+    per_batch = [node.key for node in nodes if node.partitions_def == dialogue_batches]
+    roots = set(per_batch) if request.batches else set()
+    if request.knowledge_base:
+        roots.add(dg.AssetKey("kb_sources"))
+    downstream = dg.AssetSelection.assets(*roots).downstream().resolve(graph) if roots else set()
+    unpartitioned = [
+        node.key
+        for node in nodes
+        if node.key in downstream
+        and node.partitions_def is None
+        and node.group_name not in _NOT_REBUILT_GROUPS
+    ]
+    runs: list[tuple[list[dg.AssetKey], str | None]] = [
+        (per_batch, batch) for batch in request.batches
+    ]
+    if unpartitioned:
+        runs.append((unpartitioned, None))
+    results = []
+    for keys, partition in runs:
+        result = dg.materialize(
+            everything,
+            selection=dg.AssetSelection.assets(*keys).required_multi_asset_neighbors(),
+            partition_key=partition,
+            instance=instance,
+            resources=resources,
+            tags={"ark/deletion_request": request.request_id},
+            run_config={"loggers": QUIET_LOGGERS},
+            raise_on_error=False,
+        )
+        results.append(result)
+        if not result.success:
+            raise SystemExit(
+                f"ark forget: rebuild run {result.run_id} failed "
+                f"({'batch ' + partition if partition else 'unpartitioned assets'}); see `make ui`"
+            )
+    return results
