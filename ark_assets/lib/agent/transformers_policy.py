@@ -1,0 +1,272 @@
+"""The student in process: a Hugging Face checkpoint, optionally with a LoRA adapter (peft).
+
+``TransformersPolicy.generate`` serves a batch of rendered prompts with one batched
+``model.generate`` per group of requests that share their decoding settings and whether they
+are constrained: left padding with an attention mask (positions follow the mask, so a padded
+row decodes as it would alone), the KV cache, greedy decoding at temperature 0, otherwise
+sampling seeded by ``Decoding.seed``. Free text stops at ``STOP_STRINGS``; a constrained
+request is decoded under its JSON schema with llguidance (``constraint.py`` says why that
+engine) and ends where the JSON ends.
+
+Per request it reports:
+
+- ``text``: the continuation, cut before the first stop string (the JSON only, when
+  constrained);
+- ``token_logprobs``: the log-probability of every generated token under the distribution it
+  was drawn from (after temperature, top-p and the grammar mask), the terminating token
+  included, as vLLM reports them;
+- ``completion_tokens``: the number of those tokens; ``prompt_tokens``: the prompt's tokens,
+  padding excluded;
+- ``finish_reason`` ``length`` when ``max_new_tokens`` ran out first, ``error`` (with the
+  reason) for a constraint llguidance cannot compile or a grammar violation.
+
+Sampling is reproducible for the same batch: a row's draw depends on the rows sampled with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    StoppingCriteriaList,
+    StopStringCriteria,
+)
+
+from ark_assets.lib.agent.constraint import GrammarError, JsonGrammar, SchemaMask
+from ark_assets.lib.agent.policy import (
+    STOP_STRINGS,
+    Decoding,
+    Generation,
+    GenerationRequest,
+    PolicyIdentity,
+)
+
+PAD_FALLBACK = "<|endoftext|>"  # Qwen2.5's pad token, for tokenizers that define none
+
+
+class TransformersPolicy:
+    def __init__(self, model: Any, tokenizer: Any, identity: PolicyIdentity) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.identity = identity
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = (
+                PAD_FALLBACK if PAD_FALLBACK in tokenizer.get_vocab() else tokenizer.eos_token
+            )
+        self._eos_ids = _eos_ids(model.generation_config, tokenizer)
+        # Decoding is exactly what ``Decoding`` says: generate fills every option left unset
+        # from the checkpoint's generation config (Qwen2.5-Instruct ships temperature 0.7,
+        # top_p 0.8, top_k 20, repetition_penalty 1.05), so only the special tokens are kept.
+        model.generation_config = GenerationConfig(
+            bos_token_id=model.generation_config.bos_token_id,
+            eos_token_id=self._eos_ids,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        self._grammar: JsonGrammar | None = None
+        self._stop_strings: StopStringCriteria | None = None
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path,
+        adapter_path: str | Path | None = None,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> TransformersPolicy:
+        """The base checkpoint at ``model_path`` (plus the LoRA adapter at ``adapter_path``),
+        for inference on ``device`` (CUDA when available), in ``dtype`` (float32 on CPU,
+        bfloat16 on CUDA). Local files only: nothing is downloaded."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        # Any: transformers' stubs type .to() through a decorator mypy cannot follow.
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=dtype, local_files_only=True
+        )
+        model.to(device)
+        if adapter_path is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_path))
+        model.eval()
+        identity = PolicyIdentity(
+            "transformers", str(model_path), str(adapter_path) if adapter_path else ""
+        )
+        return cls(model, tokenizer, identity)
+
+    @property
+    def grammar(self) -> JsonGrammar:
+        """llguidance's tokenizer, converted on the first constrained request (seconds)."""
+        if self._grammar is None:
+            self._grammar = JsonGrammar(self.tokenizer, self.model.config.vocab_size)
+        return self._grammar
+
+    @property
+    def stop_strings(self) -> StopStringCriteria:
+        """STOP_STRINGS matched across token boundaries, built once (seconds for a 152k
+        vocabulary). ``generate(stop_strings=…)`` would rebuild its cache key from the whole
+        vocabulary on every call, about a second each."""
+        if self._stop_strings is None:
+            self._stop_strings = StopStringCriteria(self.tokenizer, list(STOP_STRINGS))
+        return self._stop_strings
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        groups: dict[tuple[Decoding, bool], list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault((request.decoding, request.constraint is not None), []).append(index)
+        out: list[Generation | None] = [None] * len(requests)
+        for (decoding, constrained), indices in groups.items():
+            batch = [requests[i] for i in indices]
+            results = (
+                self._constrained(batch, decoding)
+                if constrained
+                else self._run(batch, decoding, None)
+            )
+            for index, result in zip(indices, results, strict=True):
+                out[index] = result
+        return [g for g in out if g is not None]
+
+    def _constrained(
+        self, requests: list[GenerationRequest], decoding: Decoding
+    ) -> list[Generation]:
+        """Requests whose schema compiles run under one mask; the others come back as errors."""
+        out: list[Generation | None] = [None] * len(requests)
+        served, matchers = [], []
+        for index, request in enumerate(requests):
+            assert request.constraint is not None
+            try:
+                matchers.append(self.grammar.matcher(request.constraint))
+            except GrammarError as err:
+                out[index] = Generation("", finish_reason="error", error=str(err))
+                continue
+            served.append(index)
+        if served:
+            mask = SchemaMask(self.grammar, matchers)
+            results = self._run([requests[i] for i in served], decoding, mask)
+            for row, (index, result) in enumerate(zip(served, results, strict=True)):
+                error = mask.errors[row]
+                out[index] = (
+                    result
+                    if error is None
+                    else Generation(
+                        result.text,
+                        result.token_logprobs,
+                        result.prompt_tokens,
+                        result.completion_tokens,
+                        finish_reason="error",
+                        error=f"grammar: {error}",
+                    )
+                )
+        return [g for g in out if g is not None]
+
+    def _run(
+        self, requests: list[GenerationRequest], decoding: Decoding, mask: SchemaMask | None
+    ) -> list[Generation]:
+        """One batched generate; free text stops at STOP_STRINGS, a masked batch at its EOS."""
+        inputs = self.tokenizer(
+            [r.prompt for r in requests],
+            add_special_tokens=False,  # the chat template already wrote every special token
+            padding=True,
+            return_tensors="pt",
+        ).to(self.model.device)
+        options: dict[str, Any] = dict(
+            max_new_tokens=decoding.max_new_tokens,
+            do_sample=decoding.temperature > 0,
+            use_cache=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        if decoding.temperature > 0:
+            # top_k 0: generate's own default is 50, and Decoding has no top-k.
+            options.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
+        if mask is None:
+            options.update(stopping_criteria=StoppingCriteriaList([self.stop_strings]))
+        else:
+            options.update(logits_processor=[mask])
+        devices = [self.model.device] if self.model.device.type == "cuda" else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(decoding.seed)
+            output = self.model.generate(**inputs, **options)
+        width = inputs["input_ids"].shape[1]
+        generated = output.sequences[:, width:]
+        logprobs = _chosen_logprobs(output.scores, generated)
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        return [
+            self._generation(
+                generated[row].tolist(), logprobs[row], int(prompt_lengths[row]), mask is not None
+            )
+            for row in range(len(requests))
+        ]
+
+    def _generation(
+        self, tokens: list[int], logprobs: list[float], prompt_tokens: int, constrained: bool
+    ) -> Generation:
+        """A row's result: up to its end-of-sequence token, or (free text) its first stop
+        string; a constrained row ends only at EOS (a JSON string may hold a stop string)."""
+        end = next((i for i, t in enumerate(tokens) if t in self._eos_ids), None)
+        kept = tokens if end is None else tokens[: end + 1]
+        text = self._decode(kept)
+        stop = None if constrained else _first_stop(text)
+        if stop is not None:
+            count, text, finish = self._tokens_to_stop(kept), text[:stop], "stop"
+        elif end is not None:
+            count, text, finish = end + 1, self._decode(tokens[:end]), "stop"
+        else:
+            count, finish = len(tokens), "length"
+        return Generation(
+            text=text,
+            token_logprobs=logprobs[:count],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=count,
+            finish_reason=finish,
+        )
+
+    def _decode(self, tokens: list[int]) -> str:
+        return str(
+            self.tokenizer.decode(
+                tokens, skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
+        )
+
+    def _tokens_to_stop(self, tokens: list[int]) -> int:
+        """The fewest leading tokens whose text holds a stop string (a stop string may span
+        several tokens, and once present it stays present: binary search)."""
+        low, high = 1, len(tokens)
+        while low < high:
+            middle = (low + high) // 2
+            if _first_stop(self._decode(tokens[:middle])) is None:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+
+def _eos_ids(config: GenerationConfig, tokenizer: Any) -> list[int]:
+    configured = config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({int(i) for i in ids if i is not None} | {int(tokenizer.eos_token_id)})
+
+
+def _first_stop(text: str) -> int | None:
+    found = [i for i in (text.find(s) for s in STOP_STRINGS) if i >= 0]
+    return min(found) if found else None
+
+
+def _chosen_logprobs(scores: Sequence[torch.Tensor], chosen: torch.Tensor) -> list[list[float]]:
+    """log_softmax of each step's processed scores at the chosen token, per row. One step at a
+    time: ``compute_transition_scores`` stacks all steps (batch × steps × 152k floats)."""
+    steps = [
+        torch.log_softmax(step.float(), dim=-1).gather(1, chosen[:, t : t + 1]).squeeze(1)
+        for t, step in enumerate(scores)
+    ]
+    if not steps:
+        return [[] for _ in range(chosen.shape[0])]
+    return torch.stack(steps, dim=1).tolist()

@@ -1,0 +1,148 @@
+"""The in-process student on the tiny random Qwen2: batching, grammar, adapters, seeds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from ark_assets.lib.agent.loop import CALL_OPENING, FINAL_TOOLS
+from ark_assets.lib.agent.parse import ParsedCall, parse_call, tool_call_schema
+from ark_assets.lib.agent.policy import Decoding, GenerationRequest
+from ark_assets.lib.agent.transformers_policy import TransformersPolicy
+from ark_assets.lib.synthesis.models import Turn
+from ark_assets.lib.training.render import dialogue_messages, prompt_text
+
+GREEDY = Decoding(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny matrices gain nothing from threads, and on shared cores torch's OpenMP workers
+    spin-wait for each other: ten times slower here with two threads than with one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model: Path) -> TransformersPolicy:
+    policy = TransformersPolicy.load(tiny_model, device="cpu")
+    # At initialisation scale the random model echoes the prompt's last token ("\n" at every
+    # step): every row would print the same text, and a batching bug could not show.
+    with torch.no_grad():
+        for name, weight in policy.model.named_parameters():
+            if name.endswith("proj.weight"):
+                weight.mul_(30)
+    return policy
+
+
+@pytest.fixture(scope="module")
+def prompts(policy: TransformersPolicy) -> list[str]:
+    """Four chats of different lengths (so the batch is padded), in both languages."""
+    cough = [Turn(patient="咳嗽", doctor="多久了？"), Turn(patient="一周", doctor="有痰吗？")]
+    chats = [
+        ("en", [], "I have a headache."),
+        ("zh", [], "我头疼三天了，还有点发烧，怎么办？"),
+        ("en", [Turn(patient="My knee hurts.", doctor="Since when?")], "Two weeks, running."),
+        ("zh", cough, "黄痰"),
+    ]
+    return [prompt_text(dialogue_messages(*chat), policy.tokenizer) for chat in chats]
+
+
+def test_a_batch_decodes_as_each_prompt_alone(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    batched = policy.generate([GenerationRequest(p, GREEDY) for p in prompts])
+    alone = [policy.generate([GenerationRequest(p, GREEDY)])[0] for p in prompts]
+
+    assert len({g.prompt_tokens for g in batched}) == len(prompts)  # really padded
+    assert len({g.text for g in batched}) > 1  # the rows do differ
+    for together, single in zip(batched, alone, strict=True):
+        assert together.text == single.text
+        assert together.prompt_tokens == single.prompt_tokens
+        assert together.completion_tokens == len(together.token_logprobs) == 12
+        assert together.finish_reason == "length"
+        assert together.token_logprobs == pytest.approx(single.token_logprobs, abs=1e-4)
+        assert all(lp <= 0 for lp in together.token_logprobs)
+
+
+def _capped(schema: Any) -> Any:
+    """``schema`` with short strings and lists: a random model under a grammar writes strings
+    until its token budget runs out, and the test wants a whole call."""
+    if isinstance(schema, list):
+        return [_capped(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    capped = {k: _capped(v) for k, v in schema.items()}
+    if capped.get("type") == "string":
+        capped["maxLength"] = 6
+    if capped.get("type") == "array":
+        capped["maxItems"] = 1
+    return capped
+
+
+def test_a_constrained_request_generates_a_valid_call(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    schema = _capped(tool_call_schema(FINAL_TOOLS))
+    decoding = Decoding(max_new_tokens=300)
+    requests = [GenerationRequest(p + CALL_OPENING, decoding, schema) for p in prompts[:2]]
+    unusable = GenerationRequest(prompts[0] + CALL_OPENING, decoding, {"type": "frob"})
+
+    *calls, failed = policy.generate([*requests, unusable])
+
+    for call in calls:
+        assert call.finish_reason == "stop", call
+        assert call.completion_tokens == len(call.token_logprobs)
+        arguments = json.loads(call.text)["arguments"]  # the JSON only, nothing after it
+        parsed = parse_call(f"{CALL_OPENING}{call.text}\n</tool_call>", FINAL_TOOLS)
+        assert isinstance(parsed, ParsedCall), parsed
+        assert parsed.name in FINAL_TOOLS and parsed.arguments == arguments
+    assert failed.finish_reason == "error" and "frob" in (failed.error or "")
+
+
+def test_a_lora_adapter_is_applied(tiny_model: Path, prompts: list[str], tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=2, target_modules=["q_proj", "v_proj"]),
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, weight in lora.named_parameters():
+            if "lora_B" in name:  # B starts at zero: a fresh adapter changes nothing
+                weight.normal_(std=1.0)
+    lora.save_pretrained(tmp_path / "adapter")
+
+    adapted = TransformersPolicy.load(tiny_model, tmp_path / "adapter", device="cpu")
+    requests = [GenerationRequest(p, GREEDY) for p in prompts[:2]]
+    with_adapter = adapted.generate(requests)
+    with adapted.model.disable_adapter():
+        without = adapted.generate(requests)
+
+    assert adapted.identity.adapter == str(tmp_path / "adapter")
+    for on, off in zip(with_adapter, without, strict=True):
+        assert on.token_logprobs != pytest.approx(off.token_logprobs, abs=1e-3)
+
+
+def test_sampling_is_reproducible_from_its_seed(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    def sample(seed: int) -> list[str]:
+        decoding = Decoding(max_new_tokens=8, temperature=0.8, top_p=0.95, seed=seed)
+        return [g.text for g in policy.generate([GenerationRequest(p, decoding) for p in prompts])]
+
+    rng = torch.get_rng_state()
+    first = sample(7)
+
+    assert sample(7) == first
+    assert sample(8) != first
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's random state is untouched
