@@ -40,7 +40,7 @@ def _print_summary(root: Path) -> None:
     print("\nBrowse the graph, runs and checks: make ui  →  http://127.0.0.1:3000")
 
 
-def demo(_: argparse.Namespace) -> None:
+def _demo_command(_: argparse.Namespace) -> None:
     from ark_assets.cli.demo import run_demo
     from ark_assets.cli.instance import dagster_home
 
@@ -53,29 +53,29 @@ def demo(_: argparse.Namespace) -> None:
     _print_summary(Path(outcome["data_dir"]))
 
 
-def summary(_: argparse.Namespace) -> None:
+def _summary_command(_: argparse.Namespace) -> None:
     _print_summary(data_dir())
 
 
-def audit(args: argparse.Namespace) -> None:
+def _audit_command(args: argparse.Namespace) -> None:
     from ark_assets.cli.audit import audit_command
 
     audit_command(args)
 
 
-def forget(args: argparse.Namespace) -> None:
+def _forget_command(args: argparse.Namespace) -> None:
     from ark_assets.cli.forget import forget_command
 
     forget_command(args)
 
 
-def chat(args: argparse.Namespace) -> None:
+def _chat_command(args: argparse.Namespace) -> None:
     from ark_assets.cli.chat import chat as run_chat
 
     run_chat(args)
 
 
-def serve(args: argparse.Namespace) -> None:
+def _serve_command(args: argparse.Namespace) -> None:
     from ark_assets.cli.serve import serve as run_serve
 
     run_serve(args)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     audit_parser.add_argument(
         "--out", type=Path, help="folder for <target>.audit.json/.md (default data/compliance/)"
     )
-    audit_parser.set_defaults(run=audit)
+    audit_parser.set_defaults(run=_audit_command)
     forget_parser = commands.add_parser(
         "forget", help="deletion request: tombstone a conversation key or a source file"
     )
@@ -125,18 +125,20 @@ def main(argv: list[str] | None = None) -> None:
         help="re-materialize the affected tables and the index now (adapters stay tainted "
         "until retrained)",
     )
-    forget_parser.set_defaults(run=forget)
+    forget_parser.set_defaults(run=_forget_command)
     _agent_parser(commands, "chat", "talk to the agent in the terminal (stdin)").set_defaults(
-        run=chat
+        run=_chat_command
     )
     serve_parser = _agent_parser(commands, "serve", "the agent in a browser (Gradio, 127.0.0.1)")
     serve_parser.add_argument("--host", default="127.0.0.1", help="bind address")
     serve_parser.add_argument("--port", type=int, default=7860)
-    serve_parser.set_defaults(run=serve)
+    serve_parser.set_defaults(run=_serve_command)
     commands.add_parser(
         "demo", help="materialize the whole graph on the bundled samples"
-    ).set_defaults(run=demo)
-    commands.add_parser("summary", help="print what the warehouse holds").set_defaults(run=summary)
+    ).set_defaults(run=_demo_command)
+    commands.add_parser("summary", help="print what the warehouse holds").set_defaults(
+        run=_summary_command
+    )
     args = parser.parse_args(argv)
     args.run(args)
 
