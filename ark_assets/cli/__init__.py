@@ -1,5 +1,5 @@
 """The `ark` command: demo (what `make demo` runs), summary, audit (lineage), forget, chat and
-serve (the agent)."""
+serve (the agent), eval."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def _print_summary(root: Path) -> None:
         ("student checkpoint", root / "models" / "base"),
         ("SFT adapter + card", adapters[-1].parent if adapters else root / "missing"),
         ("compliance audit", root / "artifacts" / "compliance" / "audit.md"),
+        ("evaluation report", root / "reports" / "eval" / "report.html"),
     ):
         if path.exists():
             print(f"  {label:<21} {path}")
@@ -79,6 +80,12 @@ def _serve_command(args: argparse.Namespace) -> None:
     from ark_assets.cli.serve import serve as run_serve
 
     run_serve(args)
+
+
+def _eval_command(args: argparse.Namespace) -> None:
+    from ark_assets.cli.eval import eval_command
+
+    eval_command(args)
 
 
 def _agent_parser(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -133,6 +140,15 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--host", default="127.0.0.1", help="bind address")
     serve_parser.add_argument("--port", type=int, default=7860)
     serve_parser.set_defaults(run=_serve_command)
+    eval_parser = _agent_parser(commands, "eval", "evaluate an adapter on one test file")
+    eval_parser.add_argument("--items", type=Path, required=True, help="an eval-inbox file")
+    eval_parser.add_argument(
+        "--items-per-set", type=int, default=0, help="a seeded sample per test set (0: all)"
+    )
+    eval_parser.add_argument("--max-new-tokens", type=int, default=192)
+    eval_parser.add_argument("--seed", type=int, default=20250626)
+    eval_parser.add_argument("--out", type=Path, help="report folder (default data/reports/…)")
+    eval_parser.set_defaults(run=_eval_command)
     commands.add_parser(
         "demo", help="materialize the whole graph on the bundled samples"
     ).set_defaults(run=_demo_command)

@@ -30,17 +30,19 @@ def table_out(
     *,
     code_version: str,
     per_batch: bool = True,
+    partition_column: str = "batch",
     tags: dict[str, str] | None = None,
     automation: dg.AutomationCondition | None = None,
 ) -> dg.AssetOut:
     """One warehouse table of a multi-asset: polars in DuckDB, its column contract published,
-    sliced by ``batch`` when it is partitioned per dialogue batch. ``code_version`` is the
-    table's own: bump it when the logic that fills it changes (docs/architecture.md)."""
+    sliced by ``partition_column`` (``batch``: per dialogue batch) when it is partitioned.
+    ``code_version`` is the table's own: bump it when the logic that fills it changes
+    (docs/architecture.md)."""
     return dg.AssetOut(
         description=description,
         code_version=code_version,
         metadata={
-            **({"partition_expr": "batch"} if per_batch else {}),
+            **({"partition_expr": partition_column} if per_batch else {}),
             "dagster/column_schema": column_schema(columns),
         },
         tags=tags,

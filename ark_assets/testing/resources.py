@@ -36,6 +36,7 @@ def rooted_resources(root: Path) -> dict[str, Any]:
     """The resources of every layer under ``root``: warehouse, inboxes, hashing embedder, rules
     teacher, SmolLM2 student, subprocess trainer, in-process transformers policy."""
     from ark_assets.defs.agent.resources import build_policy
+    from ark_assets.defs.evaluation.resources import build_evaluation_resources
     from ark_assets.defs.knowledge.resources import EmbedderResource, build_knowledge_resources
     from ark_assets.defs.resources import build_resources
     from ark_assets.defs.synthesis.resources import build_teacher
@@ -48,6 +49,7 @@ def rooted_resources(root: Path) -> dict[str, Any]:
             "teacher": build_teacher(),
             **build_training_resources(),
             "policy": build_policy(),
+            **build_evaluation_resources(),
         }
     resources["embedder"] = EmbedderResource(backend="hashing")
     return resources

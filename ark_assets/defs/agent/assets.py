@@ -1,7 +1,6 @@
 """Agent: the trained student run as MedArk's ask-or-tell agent (retrieve, then ask or tell)."""
 
 import time
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,7 +13,7 @@ from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
-from ark_assets.defs.training.resources import BaseModel
+from ark_assets.defs.training.resources import BaseModel, latest_adapter
 from ark_assets.lib.agent.items import heldout_prefixes, reference_is_asking
 from ark_assets.lib.agent.loop import AgentLoop, LoopSettings
 from ark_assets.lib.agent.policy import Decoding
@@ -22,7 +21,6 @@ from ark_assets.lib.agent.tables import AGENT_RUNS, runs_frame, summary
 from ark_assets.lib.synthesis.models import Prefix
 
 GROUP = "agent"
-ADAPTER = "sft_adapter"
 # Runs when a new adapter lands, not on every new dialogue batch or KB rebuild.
 ON_NEW_ADAPTER = (
     dg.AutomationCondition.eager().ignore(
@@ -49,7 +47,7 @@ class AgentSmokeConfig(dg.Config):
     code_version="1",
     kinds={"pytorch", "polars", "duckdb"},
     ins={"dialogues": dg.AssetIn("deidentified_dialogues")},
-    deps=[ADAPTER, "kb_index", "base_model"],
+    deps=["sft_adapter", "kb_index", "base_model"],
     tags=PHI_DEIDENTIFIED_TAGS,
     metadata={"dagster/column_schema": column_schema(AGENT_RUNS)},
     automation_condition=ON_NEW_ADAPTER,
@@ -73,7 +71,9 @@ def agent_smoke(
     from transformers import AutoTokenizer
 
     batch, items = _newest_heldout_prefixes(context, config, dialogues, warehouse)
-    adapter = _latest_adapter(context)
+    adapter = latest_adapter(context.instance)
+    if adapter is None:
+        context.log.warning("no sft_adapter yet: running the base model")
     settings = LoopSettings(
         max_retrievals=config.max_retrievals,
         grammar=config.grammar,
@@ -109,13 +109,3 @@ def _newest_heldout_prefixes(
 
 def _json(values: dict[str, Any]) -> dict[str, Any]:
     return {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in values.items()}
-
-
-def _latest_adapter(context: dg.AssetExecutionContext) -> Path | None:
-    """The adapter directory the latest sft_adapter materialization reported."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(ADAPTER))
-    if event is None or event.asset_materialization is None:
-        context.log.warning("no sft_adapter yet: running the base model")
-        return None
-    path = event.asset_materialization.metadata.get("adapter_path")
-    return Path(str(path.value)) if path is not None else None

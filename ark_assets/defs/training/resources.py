@@ -78,3 +78,12 @@ def build_training_resources() -> dict[str, Any]:
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(resources=build_training_resources())
+
+
+def latest_adapter(instance: dg.DagsterInstance, asset: str = "sft_adapter") -> Path | None:
+    """The adapter directory the latest materialization of ``asset`` reported (None: never
+    materialized, or a materialization that names no adapter)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    materialization = event.asset_materialization if event else None
+    path = materialization.metadata.get("adapter_path") if materialization else None
+    return Path(str(path.value)) if path is not None else None

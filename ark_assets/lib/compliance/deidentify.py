@@ -1,8 +1,9 @@
 """De-identifying tables: dialogues and knowledge-base documents in, redacted rows and findings out.
 
 ``lib/compliance/phi.py`` finds and replaces PHI in one dialogue; this module applies it to
-warehouse frames and scans derived text (training examples, KB documents) for anything a detector still finds,
-which is what the blocking "PHI-free" checks assert. Findings carry positions and types only.
+warehouse frames and scans derived text (training examples, KB documents) for anything a
+detector still finds, which is what the blocking "PHI-free" checks assert. Findings carry
+positions and types only.
 """
 
 from __future__ import annotations
