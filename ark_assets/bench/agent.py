@@ -31,29 +31,11 @@ from typing import Any
 
 from ark_assets.bench.report import machine_description, write_section
 from ark_assets.lib.artifacts import package_data
-from ark_assets.lib.hashing import medark_key
+from ark_assets.testing.dialogues import sample_rows
 
 COMMAND = "python -m ark_assets.bench.agent"
 MODES = ("single", "batched", "batched+grammar")
 SEED = 20250626
-
-
-def _rows() -> list[dict[str, Any]]:
-    rows = []
-    for language in ("zh", "en"):
-        path = package_data("samples", f"dialogues_{language}_sample.jsonl")
-        for index, line in enumerate(path.read_text().splitlines()):
-            turns = json.loads(line)["turns"]
-            rows.append(
-                {
-                    "batch": f"{language}-sample",
-                    "conversation_id": f"{language}-{index:03d}",
-                    "medark_key": medark_key(turns[0]),
-                    "language": language,
-                    "turns_json": json.dumps(turns, ensure_ascii=False),
-                }
-            )
-    return rows
 
 
 def _student(model: str, work: Path) -> Path:
@@ -89,7 +71,8 @@ def run_mode(args: argparse.Namespace) -> dict[str, Any]:
     from ark_assets.lib.synthesis.teacher import Teacher
     from ark_assets.testing.retriever import MemoryRetriever
 
-    items = heldout_prefixes(_rows(), 10, args.prefixes, SEED)
+    rows = sample_rows("zh") + sample_rows("en")
+    items = heldout_prefixes(rows, 10, args.prefixes, SEED)
     kb_lines = package_data("samples", "kb_qa_sample.jsonl").read_text().splitlines()
     retriever = MemoryRetriever(json.loads(line) for line in kb_lines)
     policy = TransformersPolicy.load(args.student, args.adapter, device=args.device)

@@ -14,9 +14,9 @@ hashing embedder) and the bootstrap summary. Writes its section of docs/benchmar
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
+from typing import Any
 
 import polars as pl
 
@@ -31,31 +31,19 @@ from ark_assets.lib.evaluation.scoring import (
     score_all,
     summarise,
 )
-from ark_assets.lib.hashing import medark_key
 from ark_assets.lib.knowledge.embedders import HashingEmbedder
+from ark_assets.testing.dialogues import sample_rows
 
 COMMAND = "python -m ark_assets.bench.evaluation"
 
 
-def _dialogue_rows() -> list[dict[str, object]]:
-    rows = []
-    for language in ("zh", "en"):
-        path = package_data("samples", f"dialogues_{language}_sample.jsonl")
-        for index, line in enumerate(path.read_text().splitlines()):
-            turns = json.loads(line)["turns"]
-            rows.append(
-                {
-                    "batch": language, "conversation_id": f"{language}-{index:03d}",
-                    "medark_key": medark_key(turns[0]), "language": language,
-                    "turns_json": json.dumps(turns, ensure_ascii=False),
-                }
-            )  # fmt: skip
-    return rows
+def _dialogue_rows() -> list[dict[str, Any]]:
+    return sample_rows("zh") + sample_rows("en")
 
 
 def items(count: int) -> list[EvalItem]:
     base = heldout_items(_dialogue_rows(), heldout_percent=100)
-    out = []
+    out: list[EvalItem] = []
     while len(out) < count:
         for item in base[: count - len(out)]:
             out.append(replace(item, item_id=f"{item.item_id}-{len(out)}"))

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -53,3 +54,16 @@ def open_agent(
         retriever = built.vector_store.index(built.embedder).retriever()
         with built.teacher.open() as teacher:
             yield AgentLoop(student, tokenizer, retriever, teacher, settings or LoopSettings())
+
+
+def open_agent_for(
+    args: argparse.Namespace, settings: LoopSettings
+) -> AbstractContextManager[AgentLoop]:
+    """``open_agent`` with the options ``ark chat``, ``ark serve`` and ``ark eval`` share."""
+    return open_agent(
+        args.adapter,
+        base_model=args.base_model,
+        policy_url=args.policy_url,
+        policy_model=args.policy_model,
+        settings=settings,
+    )

@@ -28,16 +28,10 @@ def show(turn: ChatTurn, out: TextIO) -> None:
 
 
 def chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
-    from ark_assets.cli.agent import open_agent
+    from ark_assets.cli.agent import open_agent_for
 
     settings = LoopSettings(grammar=args.grammar)
-    with open_agent(
-        args.adapter,
-        base_model=args.base_model,
-        policy_url=args.policy_url,
-        policy_model=args.policy_model,
-        settings=settings,
-    ) as loop:
+    with open_agent_for(args, settings) as loop:
         session = ChatSession(loop, language=args.language)
         print("ark chat: type the patient's messages; an empty line ends.", file=out)
         while True:

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ark_assets.cli.agent import open_agent
+from ark_assets.cli.agent import open_agent_for
 from ark_assets.defs.knowledge.resources import build_knowledge_resources
 from ark_assets.defs.resources import build_resources, data_dir
 from ark_assets.lib.agent.loop import LoopSettings
@@ -64,12 +64,6 @@ def _our_predictions(
     decoding = Decoding(max_new_tokens=args.max_new_tokens)
     settings = LoopSettings(grammar=args.grammar, decoding=decoding)
     system = f"adapter@{args.adapter.name[:12]}" if args.adapter else "base_model"
-    with open_agent(
-        args.adapter,
-        base_model=args.base_model,
-        policy_url=args.policy_url,
-        policy_model=args.policy_model,
-        settings=settings,
-    ) as loop:
+    with open_agent_for(args, settings) as loop:
         predictions = agent_predictions(loop, system, items)
     return [(item.test_set, p) for item, p in zip(items, predictions, strict=True)]

@@ -54,17 +54,11 @@ def build_app(session_factory: Any) -> Any:
 
 
 def serve(args: argparse.Namespace) -> None:
-    from ark_assets.cli.agent import open_agent
+    from ark_assets.cli.agent import open_agent_for
     from ark_assets.lib.agent.loop import LoopSettings
 
     settings = LoopSettings(grammar=args.grammar)
-    with open_agent(
-        args.adapter,
-        base_model=args.base_model,
-        policy_url=args.policy_url,
-        policy_model=args.policy_model,
-        settings=settings,
-    ) as loop:
+    with open_agent_for(args, settings) as loop:
         app = build_app(lambda: ChatSession(loop, language=args.language))
         app.queue(default_concurrency_limit=1).launch(
             server_name=args.host, server_port=args.port, share=False, show_error=False

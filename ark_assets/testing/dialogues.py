@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ark_assets.lib.artifacts import package_data
 
@@ -50,3 +51,24 @@ def write_jsonl(path: Path, count: int, seed: int = 20250626) -> Path:
         for dialogue in generate_dialogues(count, seed):
             handle.write(json.dumps(dialogue, ensure_ascii=False) + "\n")
     return path
+
+
+def sample_rows(language: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """``tagged_dialogues``-shaped rows of a bundled sample (batch ``<language>-sample``)."""
+    from ark_assets.lib.hashing import medark_key
+
+    lines = (SAMPLES / f"dialogues_{language}_sample.jsonl").read_text().splitlines()
+    rows = []
+    for index, line in enumerate(lines[:limit]):
+        turns = json.loads(line)["turns"]
+        rows.append(
+            {
+                "batch": f"{language}-sample",
+                "conversation_id": f"{language}-{index:03d}",
+                "medark_key": medark_key(turns[0]),
+                "language": language,
+                "n_turns": len(turns),
+                "turns_json": json.dumps(turns, ensure_ascii=False),
+            }
+        )
+    return rows

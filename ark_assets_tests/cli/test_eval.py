@@ -41,7 +41,7 @@ def test_ark_eval_scores_the_adapter_and_the_files_system(
     def scripted(adapter: Any, **_: Any) -> Iterator[AgentLoop]:
         yield loop
 
-    monkeypatch.setattr("ark_assets.cli.eval.open_agent", scripted)
+    monkeypatch.setattr("ark_assets.cli.agent.open_agent", scripted)
     monkeypatch.setenv("ARK_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ARK_EMBEDDER", "hashing")
     main(["eval", "--items", str(items), "--out", str(tmp_path / "report")])

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ark_assets.lib.hashing import medark_key
 from ark_assets.lib.synthesis.loop import prefixes
 from ark_assets.lib.synthesis.models import Prefix, TeacherIdentity
 from ark_assets.lib.synthesis.teacher import Completion, TeacherRequest, Usage
-from ark_assets_tests.conftest import SAMPLES
-
-
-def sample_rows(language: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """``tagged_dialogues``-shaped rows of a bundled sample."""
-    lines = (SAMPLES / f"dialogues_{language}_sample.jsonl").read_text().splitlines()
-    rows = []
-    for index, line in enumerate(lines[:limit]):
-        turns = json.loads(line)["turns"]
-        rows.append(
-            {
-                "batch": f"{language}-sample",
-                "conversation_id": f"{language}-{index:03d}",
-                "medark_key": medark_key(turns[0]),
-                "language": language,
-                "n_turns": len(turns),
-                "turns_json": json.dumps(turns, ensure_ascii=False),
-            }
-        )
-    return rows
+from ark_assets.testing.dialogues import sample_rows
 
 
 def sample_prefixes(language: str, dialogues: int) -> list[Prefix]:
