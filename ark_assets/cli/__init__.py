@@ -33,7 +33,7 @@ def _print_summary(root: Path) -> None:
         ("student checkpoint", root / "models" / "base"),
         ("SFT adapter + card", adapters[-1].parent if adapters else root / "missing"),
         ("compliance audit", root / "artifacts" / "compliance" / "audit.md"),
-        ("evaluation report", root / "reports" / "eval" / "report.html"),
+        ("evaluation report", root / "artifacts" / "reports" / "eval" / "report.html"),
     ):
         if path.exists():
             print(f"  {label:<21} {path}")
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     eval_parser.add_argument("--max-new-tokens", type=int, default=192)
     eval_parser.add_argument("--seed", type=int, default=20250626)
-    eval_parser.add_argument("--out", type=Path, help="report folder (default data/reports/…)")
+    eval_parser.add_argument("--out", type=Path, help="report folder (default under data/)")
     eval_parser.set_defaults(run=_eval_command)
     commands.add_parser(
         "demo", help="materialize the whole graph on the bundled samples"

@@ -32,6 +32,10 @@ DEMO_DROPS = {
 # Batch 1 keeps 2048-token examples within a laptop's memory without recomputation.
 DEMO_RUN_CONFIG: dict[str, dict[str, Any]] = {
     "sft_adapter": {"max_steps": 4, "batch_size": 1, "save_steps": 2},
+    # A 4-step adapter has not learned the tool-call format: every generation runs to its token
+    # budget and is retried. Small budgets show the path (and the failures, honestly) in minutes.
+    "agent_smoke": {"max_prefixes": 4, "max_new_tokens": 96},
+    "eval_predictions": {"items_per_set": 3, "max_new_tokens": 96},
 }
 
 

@@ -3,7 +3,8 @@ the command line — the same importers, agent loop, metrics and report as the e
 
 The file is any eval-inbox format (MedArk's items, a result file, MedRAG's, ``records.pkl``): our
 adapter answers its items through the agent loop; a file's own replies are a second system. The
-report (markdown + HTML + plots) goes to ``--out`` (default ``data/reports/eval-cli/<file>/``).
+report (markdown + HTML + plots) goes to ``--out`` (default
+``data/artifacts/reports/eval-cli/<file>/``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def eval_command(args: argparse.Namespace) -> None:
     lookup = dialogue_lookup({}, {})  # no later turns for a published file: AUV is left out
     scored = score_all(result.items, ours + theirs, dialogue_of=lookup, kb=kb, embed=embed)
     summary = summarise_scores(scored)
-    out = args.out or data_dir() / "reports" / "eval-cli" / path.stem
+    out = args.out or data_dir() / "artifacts" / "reports" / "eval-cli" / path.stem
     meta: ReportMeta = {"run_id": "ark eval", "metric_definitions": METRICS, "mode": "offline"}
     files = render_report(summary, scored.confusion, meta, out)
     for row in summary.filter(pl.col("metric") == "accuracy").iter_rows(named=True):

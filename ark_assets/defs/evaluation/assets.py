@@ -21,7 +21,7 @@ from ark_assets.defs.metadata import (
 )
 from ark_assets.defs.partitions import eval_files
 from ark_assets.defs.quality import log_rejections, quarantine_output
-from ark_assets.defs.resources import Warehouse
+from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.defs.training.resources import BaseModel, latest_adapter
 from ark_assets.lib.evaluation.items import Prediction
@@ -301,11 +301,11 @@ def eval_report(
     kb_sources: pl.DataFrame,
     embedder: EmbedderResource,
     warehouse: Warehouse,
+    artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
     """The leaderboard: one table per test set (systems × metrics, n and 95% bootstrap
     intervals), confusion matrices and metric bars as PNG plots, markdown + HTML under
-    data/reports/eval/; shown inline here. Offline metrics (no judge)."""
-    from ark_assets.defs.resources import data_dir
+    data/artifacts/reports/eval/; shown inline here. Offline metrics (no judge)."""
     from ark_assets.lib.evaluation.report import ReportMeta, metadata_markdown, render_report
     from ark_assets.lib.evaluation.scoring import METRICS, evaluate
 
@@ -320,7 +320,7 @@ def eval_report(
         "mode": "offline (no judge)" + (", medark_compat" if config.medark_compat else ""),
         "item_counts": dict(summary.group_by("test_set").agg(pl.col("n").max()).iter_rows()),
     }
-    files = render_report(summary, scored.confusion, meta, data_dir() / "reports" / "eval")
+    files = render_report(summary, scored.confusion, meta, artifacts.path("reports", "eval"))
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(metadata_markdown(files)),
