@@ -34,9 +34,12 @@ from ark_assets.lib.compliance.tombstones import (
 from ark_assets.lib.hashing import sha256_file
 from ark_assets.lib.ingest.inbox import batch_digest, batch_key
 
-# Layers that run models, retrained or re-run on purpose (a new adapter re-runs agent_smoke,
-# which leaves forgotten dialogues out), never as a side effect of a deletion request.
+# Steps that run models (the training layer, and every step in the `gpu` pool: agent_smoke,
+# eval_predictions), and whatever is built on them, are retrained or re-run on purpose — a new
+# adapter re-runs them and they leave forgotten dialogues out — never as a side effect of a
+# deletion request.
 _NOT_REBUILT_GROUPS = frozenset({"training", "agent"})
+_MODEL_POOL = "gpu"
 
 
 @dataclass(frozen=True)
@@ -136,12 +139,16 @@ def rebuild(
     if request.knowledge_base:
         roots.add(dg.AssetKey("kb_sources"))
     downstream = dg.AssetSelection.assets(*roots).downstream().resolve(graph) if roots else set()
+    models = [
+        n.key for n in nodes if n.group_name in _NOT_REBUILT_GROUPS or _pool(n) == _MODEL_POOL
+    ]
+    built_on_models = dg.AssetSelection.assets(*models).downstream().resolve(graph)
     unpartitioned = [
         node.key
         for node in nodes
         if node.key in downstream
         and node.partitions_def is None
-        and node.group_name not in _NOT_REBUILT_GROUPS
+        and node.key not in built_on_models
     ]
     runs: list[tuple[list[dg.AssetKey], str | None]] = [
         (per_batch, batch) for batch in request.batches
@@ -167,3 +174,7 @@ def rebuild(
                 f"({'batch ' + partition if partition else 'unpartitioned assets'}); see `make ui`"
             )
     return results
+
+
+def _pool(node: Any) -> str | None:
+    return node.assets_def.op.pool if node.assets_def.is_executable else None

@@ -29,6 +29,7 @@ from ark_assets.cli.audit import (
 )
 from ark_assets.defs.compliance.audit import build_audit
 from ark_assets.defs.compliance.audit_lineage import AuditError
+from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.training.resources import BaseModel
 from ark_assets.lib.compliance.tombstones import CONVERSATION, TABLE, Tombstone, record_requests
 from ark_assets.lib.hashing import sha256_file
@@ -87,7 +88,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
         assert built.success
         platform.drop(*files.values())
         graph = platform.defs.get_repository_def().asset_graph
-        per_batch = [k for k in graph.materializable_asset_keys if graph.get(k).is_partitioned]
+        batch_keys = graph.materializable_asset_keys
+        per_batch = [k for k in batch_keys if graph.get(k).partitions_def == dialogue_batches]
         for batch in platform.sense():
             selection = dg.AssetSelection.assets(*per_batch)
             assert platform.materialize(selection, batch, run_config=QUIET).success, batch
