@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ark_assets.lib.agent.policy import Generation, GenerationRequest, PolicyIdentity
+from ark_assets.lib.synthesis.models import ENTITY_FIELDS
 
 Script = Callable[[GenerationRequest, int], str]
 
@@ -31,13 +32,11 @@ def tool_call(name: str, form: str = "tool_call", **arguments: Any) -> str:
     }[form]
 
 
-ENTITY_LISTS: dict[str, list[str]] = {
-    k: [] for k in ("disease", "symptom", "medcine", "surgery", "body_part", "medical_check")
-}
+ENTITY_LISTS: dict[str, list[str]] = {name: [] for name in ENTITY_FIELDS}
 
 
 def ask(text: str = "多久了？", form: str = "tool_call", **lists: list[str]) -> str:
-    arguments = {**ENTITY_LISTS, "concept": [], **lists}
+    arguments = {**ENTITY_LISTS, **lists}
     return tool_call("AskAction", form, reasoning="需要了解病程。", text=text, **arguments)
 
 

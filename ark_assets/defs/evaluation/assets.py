@@ -31,7 +31,10 @@ from ark_assets.lib.evaluation.tables import (
     FILE_ITEMS,
     FILE_PREDICTIONS,
     PREDICTIONS,
+    imported_frames,
+    item_of,
     items_frame,
+    predictions_frame,
 )
 from ark_assets.lib.ingest.inbox import land
 from ark_assets.lib.tables import Column, frame
@@ -87,7 +90,6 @@ def eval_items(context: dg.AssetExecutionContext, eval_inbox: EvalInbox) -> Step
     """Reads one evaluation file (landing it on first read) with the importers of MedArk's
     formats; pickles go through a restricted unpickler that executes nothing."""
     from ark_assets.lib.evaluation.importers import read_eval_file
-    from ark_assets.lib.evaluation.tables import imported_frames
 
     key = context.partition_key
     name, data, digest = land(key, Path(eval_inbox.path), Path(eval_inbox.landing_path))
@@ -185,8 +187,6 @@ def eval_predictions(
 ) -> dg.Output[pl.DataFrame]:
     """One row per (system, item): the base model and each adapter through the agent loop
     (batched) on a seeded sample of every test set, and every imported file's replies."""
-    from ark_assets.lib.evaluation.tables import item_of, predictions_frame
-
     file_items, imported = _imported(warehouse, EVAL_ITEMS), _imported(warehouse, PREDICTIONS)
     columns = [c.name for c in EVAL_ITEMS]
     rows = pl.concat([file_items.select(columns), heldout.select(columns)])
