@@ -47,3 +47,25 @@ def save_random_qwen2(directory: Path, shape: str = "tiny", seed: int = 0) -> Pa
     model.save_pretrained(directory, safe_serialization=True)
     build_qwen25_tokenizer(chat_template()).save_pretrained(directory)
     return directory
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def save_random_bert(directory: Path, text: str, seed: int = 0) -> Path:
+    """A random-weight 2-layer BERT whose WordPiece vocabulary is the characters of ``text``
+    (the rest become ``[UNK]``): the shape BERTScore reads, in a second."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    chars = sorted({c for c in text.lower() if not c.isspace()})
+    (directory / "vocab.txt").write_text("\n".join([*BERT_SPECIAL_TOKENS, *chars]) + "\n")
+    tokenizer = BertTokenizer(str(directory / "vocab.txt"), model_max_length=128)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(BERT_SPECIAL_TOKENS) + len(chars), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory

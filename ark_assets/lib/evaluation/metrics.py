@@ -117,8 +117,13 @@ class ActionSelection:
         return sum(recalls) / len(recalls) if recalls else None
 
 
-def action_selection(pairs: Iterable[tuple[EvalItem, Prediction]]) -> dict[str, ActionSelection]:
-    """Action selection per system (``Prediction.system``), systems in name order."""
+def action_selection(
+    pairs: Iterable[tuple[EvalItem, Prediction]],
+    action_of: Callable[[EvalItem, Prediction], Action | None] | None = None,
+) -> dict[str, ActionSelection]:
+    """Action selection per system (``Prediction.system``), systems in name order. ``action_of``
+    decides a prediction's action (default ``predicted_action``: its own, else the detector's;
+    the judged report passes the judge's verdict for free text)."""
     confusion: dict[str, dict[Action, dict[Action, int]]] = {}
     no_action: dict[str, dict[Action, int]] = {}
     detected: dict[str, int] = defaultdict(int)
@@ -131,7 +136,11 @@ def action_selection(pairs: Iterable[tuple[EvalItem, Prediction]]) -> dict[str, 
         if item.reference_action is None:
             unlabelled[system] += 1
             continue
-        action = predicted_action(prediction, item.language)
+        action = (
+            action_of(item, prediction)
+            if action_of is not None
+            else predicted_action(prediction, item.language)
+        )
         if action is None:
             missing[item.reference_action] += 1
             continue
@@ -253,6 +262,7 @@ def ask_quality(
     *,
     entities_of: EntitiesOf = rules_entities,
     medark_compat: bool = False,
+    action_of: Callable[[EvalItem, Prediction], Action | None] | None = None,
 ) -> list[AskScore]:
     """Ask quality of every pair whose reference and prediction both ask.
 
@@ -274,7 +284,12 @@ def ask_quality(
     scores: list[AskScore] = []
     for item, prediction in pairs:
         _check_pair(item, prediction)
-        if item.reference_action != ASK or predicted_action(prediction, item.language) != ASK:
+        action = (
+            action_of(item, prediction)
+            if action_of is not None
+            else predicted_action(prediction, item.language)
+        )
+        if item.reference_action != ASK or action != ASK:
             continue
         asked: Mapping[str, Sequence[str]] = (
             prediction.entities

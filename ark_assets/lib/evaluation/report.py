@@ -97,6 +97,7 @@ class ReportMeta(TypedDict):
     mode: NotRequired[str]  # e.g. "offline (no judge)" or "judge: <model>"
     systems: NotRequired[Mapping[str, str]]  # system name → identity (model, adapter, digest)
     item_counts: NotRequired[Mapping[str, int]]  # test set → items in it
+    judge_failures: NotRequired[Mapping[str, int]]  # judge question → requests that failed
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,7 @@ def _header(
         "",
         f"- run: {_md(meta['run_id'])}",
         *([f"- mode: {_md(meta['mode'])}"] if "mode" in meta else []),
+        *_judge_failure_lines(meta),
         f"- test sets: {sets}",
         "- systems:",
         *(
@@ -377,6 +379,14 @@ def _cell(score: _Score | None, best: float | None) -> str:
 
 
 _MD_SPECIAL: Final = re.compile(r"([\\`*_\[\]|])")
+
+
+def _judge_failure_lines(meta: ReportMeta) -> list[str]:
+    failures = meta.get("judge_failures") or {}
+    if not any(failures.values()):
+        return []
+    counts = ", ".join(f"{_md(question)} {n}" for question, n in failures.items())
+    return [f"- judge requests that failed every attempt (those items have no score): {counts}"]
 
 
 def _md(text: str) -> str:

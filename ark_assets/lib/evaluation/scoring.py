@@ -4,20 +4,23 @@
 applies to it (``metrics``): action correctness on every labelled item; ask quality (Levenshtein,
 DSC, Jaccard) and AUV where both the reference and the prediction ask; lexical support of the
 reply where the reference tells; embedding similarity to the reference wherever there is a
-reply. ``summarise`` turns those rows into the report's tidy table (one row per test set,
-system and metric: n, mean, 95% bootstrap interval) and the confusion matrices.
+reply. With a judge or a BERTScore model (``judged``), their metrics join the same rows and the
+judge decides the action of free-text replies. ``summarise`` turns those rows into the report's
+tidy table (one row per test set, system and metric: n, mean, 95% bootstrap interval) and the
+confusion matrices.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from ark_assets.lib.evaluation import metrics
+from ark_assets.lib.evaluation import judged, metrics
 from ark_assets.lib.evaluation.items import ASK, TELL, EvalItem, Prediction
+from ark_assets.lib.evaluation.judge import Judge
 from ark_assets.lib.evaluation.report import Confusion
 from ark_assets.lib.knowledge.retrieval import LexicalSearch
 from ark_assets.lib.synthesis.models import Turn
@@ -38,6 +41,7 @@ METRICS: dict[str, str] = {
     "hallucination judgement)",
     "embedding_similarity": "cosine of the reply's and the reference's embeddings (the "
     "configured embedder; not BERTScore)",
+    **judged.JUDGED_METRICS,
 }
 
 SCORES = (
@@ -56,6 +60,8 @@ class Scored:
     scores: pl.DataFrame  # SCORES rows
     confusion: dict[tuple[str, str], Confusion]
     balanced: dict[tuple[str, str], float | None]
+    # entities by the judge's teacher vs the rules fallback (empty: offline rules only)
+    entity_extraction: dict[str, int] = field(default_factory=dict)
 
 
 def score_all(
@@ -67,7 +73,11 @@ def score_all(
     embed: metrics.Embed,
     entities_of: metrics.EntitiesOf = metrics.rules_entities,
     medark_compat: bool = False,
+    judge: Judge | None = None,
+    bertscore: judged.BertScorer | None = None,
 ) -> Scored:
+    """Every offline metric of every (test set, system); the judge's and BERTScore's too when
+    ``judge`` / ``bertscore`` are given."""
     by_id = {item.item_id: item for item in items}
     groups: dict[tuple[str, str], list[tuple[EvalItem, Prediction]]] = {}
     for test_set, prediction in predictions:
@@ -76,14 +86,24 @@ def score_all(
             groups.setdefault((test_set, prediction.system), []).append((item, prediction))
     rows: list[dict[str, Any]] = []
     confusion, balanced = {}, {}
+    every = [pair for pairs in groups.values() for pair in pairs]
+    action_of = judged.action_of(judged.judged_actions(every, judge) if judge else {})
+    extraction: dict[str, int] = {}
+    if judge is not None and entities_of is metrics.rules_entities:
+        entities_of, extraction = judged.teacher_entities(judge)
     for (test_set, system), pairs in sorted(groups.items()):
         rows += _item_rows(
-            test_set, system, pairs, dialogue_of, kb, embed, entities_of, medark_compat
+            test_set, system, pairs, dialogue_of, kb, embed, entities_of, medark_compat,
+            action_of,
+        )  # fmt: skip
+        extra = (judged.judged_rows(pairs, judge, kb) if judge else []) + (
+            judged.bertscore_rows(pairs, bertscore) if bertscore else []
         )
-        selection = metrics.action_selection(pairs)[system]
+        rows += [_row(test_set, system, item, metric, value) for item, metric, value in extra]
+        selection = metrics.action_selection(pairs, action_of)[system]
         confusion[(test_set, system)] = _confusion(selection)
         balanced[(test_set, system)] = selection.balanced_accuracy
-    return Scored(frame(rows, SCORES), confusion, balanced)
+    return Scored(frame(rows, SCORES), confusion, balanced, extraction)
 
 
 def _item_rows(
@@ -95,22 +115,22 @@ def _item_rows(
     embed: metrics.Embed,
     entities_of: metrics.EntitiesOf,
     medark_compat: bool,
+    action_of: judged.ActionOf,
 ) -> list[dict[str, Any]]:
     rows = []
 
     def add(item: EvalItem, metric: str, value: float | None) -> None:
-        rows.append(
-            {"test_set": test_set, "system": system, "item_id": item.item_id,
-             "metric": metric, "value": value}
-        )  # fmt: skip
+        rows.append(_row(test_set, system, item, metric, value))
 
     for item, prediction in pairs:
         if item.reference_action is not None:
-            action = metrics.predicted_action(prediction, item.language)
+            action = action_of(item, prediction)
             add(item, "accuracy", float(action == item.reference_action))
         if item.reference_action == TELL:
             add(item, "lexical_support", metrics.lexical_support(prediction.text, kb))
-    asks = metrics.ask_quality(pairs, entities_of=entities_of, medark_compat=medark_compat)
+    asks = metrics.ask_quality(
+        pairs, entities_of=entities_of, medark_compat=medark_compat, action_of=action_of
+    )
     by_id = {item.item_id: item for item, _ in pairs}
     for score in asks:
         item = by_id[score.item_id]
@@ -126,6 +146,13 @@ def _item_rows(
         for (item, _), value in zip(replied, values, strict=True):
             add(item, "embedding_similarity", value)
     return rows
+
+
+def _row(
+    test_set: str, system: str, item: EvalItem, metric: str, value: float | None
+) -> dict[str, Any]:
+    return {"test_set": test_set, "system": system, "item_id": item.item_id, "metric": metric,
+            "value": value}  # fmt: skip
 
 
 def _auv(item: EvalItem, asked: Sequence[str], dialogue_of: Dialogues) -> float | None:
@@ -241,6 +268,8 @@ def evaluate(
     embed: metrics.Embed,
     medark_compat: bool = False,
     seed: int = 0,
+    judge: Judge | None = None,
+    bertscore: judged.BertScorer | None = None,
 ) -> tuple[Scored, pl.DataFrame]:
     """Warehouse rows in (eval items, predictions, de-identified dialogues, KB documents), the
     per-item scores and the report's summary table out."""
@@ -255,6 +284,6 @@ def evaluate(
     )
     scored = score_all(
         items, predictions, dialogue_of=lookup, kb=kb_index(kb_sources), embed=embed,
-        medark_compat=medark_compat,
+        medark_compat=medark_compat, judge=judge, bertscore=bertscore,
     )  # fmt: skip
     return scored, summarise(scored, seed=seed)

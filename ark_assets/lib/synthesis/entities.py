@@ -67,6 +67,23 @@ def regenerate(teacher: Teacher, paths: Sequence[Mapping[str, Any]]) -> EntityOu
 
 def _one(teacher: Teacher, row: Mapping[str, Any]) -> EntityRecord | TeacherFailure:
     reply, language = str(row["doctor_reply"]), str(row["language"])
+    try:
+        kept, dropped = extract(teacher, reply, language)
+    except TeacherFailure as failure:
+        return failure
+    return EntityRecord(
+        **{k: row[k] for k in _KEYS},
+        doctor_reply=reply,
+        entities=kept,
+        dropped=dropped,
+        teacher=teacher.identity,
+        prompt_version=prompts.stage_template(STAGE, language).identity,
+    )
+
+
+def extract(teacher: Teacher, reply: str, language: str) -> tuple[Entities, list[str]]:
+    """The entity stage on one reply: the seven lists it asks about (only entities that occur in
+    the reply are kept; the others are returned as dropped). Raises ``TeacherFailure``."""
     asked = questions.detect(reply, language).questions
     messages = prompts.messages(
         STAGE,
@@ -81,16 +98,5 @@ def _one(teacher: Teacher, row: Mapping[str, Any]) -> EntityRecord | TeacherFail
             raise InvalidOutput("no listed entity occurs in the doctor's reply")
 
     request = TeacherRequest(STAGE, language, Entities, messages, {"reply": reply})
-    try:
-        answer, _ = teacher.ask(request, grounded)
-    except TeacherFailure as failure:
-        return failure
-    kept, dropped = split_found(answer, reply)
-    return EntityRecord(
-        **{k: row[k] for k in _KEYS},
-        doctor_reply=reply,
-        entities=kept,
-        dropped=dropped,
-        teacher=teacher.identity,
-        prompt_version=prompts.stage_template(STAGE, language).identity,
-    )
+    answer, _ = teacher.ask(request, grounded)
+    return split_found(answer, reply)

@@ -9,8 +9,10 @@ import dagster as dg
 import pytest
 
 from ark_assets.defs.agent.resources import PolicyResource
+from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.defs.training.resources import BaseModel
 from ark_assets.lib.agent.policy import GenerationRequest, Policy
+from ark_assets.testing.scripted_endpoint import Reply, ScriptedEndpoint, canned, output_name
 from ark_assets.testing.scripted_policy import ScriptedPolicy, ask, tell
 from ark_assets_tests.conftest import SAMPLES, Platform
 
@@ -115,3 +117,53 @@ def test_a_result_file_and_the_held_out_split_end_in_one_report(eval_platform: P
     html = Path(meta["path"])
     assert html.exists() and "data:image/png;base64," in html.read_text()
     assert "data:image/png;base64," in meta["report"]
+
+
+def _judge_script(body: dict[str, Any], n: int) -> Reply:
+    """The judge's verdicts: everything informational and supported, rubric 4 everywhere."""
+    verdicts: dict[str, dict[str, Any]] = {
+        "QuestionVerdict": {"is_question": True},
+        "InformationalVerdict": {"is_informational": True},
+        "HallucinationVerdict": {"hallucinates": False},
+        "RubricScores": dict.fromkeys(
+            ("proactivity", "accuracy", "helpfulness", "linguistic_quality"), 4
+        ),
+    }
+    name = output_name(body)
+    if name not in verdicts:  # the entity stage: the canned, grounded answer
+        return canned(body, n)
+    return Reply(content=json.dumps({"reasoning": "r", **verdicts[name]}))
+
+
+def test_judge_mode_adds_the_judged_metrics(eval_platform: Platform, tmp_path: Path) -> None:
+    platform = eval_platform
+    inbox = Path(platform.resources["eval_inbox"].path)
+    inbox.mkdir(parents=True, exist_ok=True)
+    _published(inbox / "OtherBot_zh_med_ask.json")
+    (key,) = _sense_eval(platform)
+    assert platform.materialize(IMPORT, key).success
+    predictions = {"items_per_set": 2, "systems": ["base_model"]}
+    judged = {"ops": {"eval_predictions": {"config": predictions},
+                      "eval_report": {"config": {"judge": True}}}}  # fmt: skip
+    # the rules teacher cannot judge: the run fails and says what to configure
+    refused = platform.materialize(REPORT, run_config=judged, raise_on_error=False)
+    assert not refused.success
+    (failure,) = [e for e in refused.all_events if e.is_step_failure]
+    assert "configure an LLM teacher" in str(failure.step_failure_data.error)
+
+    with ScriptedEndpoint(_judge_script) as endpoint:
+        platform.resources["teacher"] = TeacherResource(
+            backend="openai", model="judge-model", base_url=endpoint.base_url, api_key="local",
+            cache_path=str(tmp_path / "judge-cache.sqlite"),
+        )  # fmt: skip
+        report = platform.materialize(REPORT, run_config=judged)
+    assert report.success
+    meta = _metadata(report, "eval_report")
+    scores = {(s["test_set"], s["system"], s["metric"]): s for s in meta["scores"]}
+    # the published file's free-text replies: the judge calls both questions (the detector
+    # called "注意休息。" a tell), so OtherBot's accuracy on the ask set is 2 of 3 (null: a miss)
+    assert scores[("zh_med_ask", "OtherBot", "accuracy")]["value"] == pytest.approx(2 / 3)
+    assert scores[("zh_med_ask", "OtherBot", "rubric_accuracy")]["value"] == 4.0
+    assert scores[("zh_med_ask", "OtherBot", "rubric_accuracy")]["n"] == 2  # the null: none
+    assert "judge judge-model" in Path(meta["markdown"]).read_text()
+    assert any(output_name(body) == "RubricScores" for body in endpoint.requests)

@@ -17,6 +17,7 @@ from ark_assets.lib.knowledge.embedders import HashingEmbedder
 from ark_assets.lib.knowledge.lexical import Bm25Index
 from ark_assets.lib.knowledge.retrieval import Hit
 from ark_assets.lib.synthesis.models import ENTITY_FIELDS, Turn
+from ark_assets.testing.tiny import save_random_bert
 
 
 def _item(
@@ -351,23 +352,12 @@ def test_bertscore_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def test_bertscore_with_the_real_package(tmp_path: Path) -> None:
-    pytest.importorskip("bert_score")
-    transformers = pytest.importorskip("transformers")
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"多喝水做手术"]))
-    transformers.BertTokenizer(str(vocab)).save_pretrained(tmp_path)
-    config = transformers.BertConfig(
-        vocab_size=11,
-        hidden_size=8,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=16,
-    )
-    transformers.BertModel(config).save_pretrained(tmp_path)
+    model = save_random_bert(tmp_path / "bert", "多喝水做手术")
     result = metrics.bertscore(
-        ["多喝水", "做手术"], ["多喝水", "多喝水"], tmp_path, "zh", num_layers=1
+        ["多喝水", "做手术"], ["多喝水", "多喝水"], model, "zh", num_layers=1
     )
     assert result.f1[0] == pytest.approx(1.0, abs=1e-4)
+    assert result.f1[1] < 0.999  # different characters: not a perfect match
     assert len(result.precision) == len(result.recall) == 2
 
 
