@@ -117,6 +117,7 @@ class AgentRun:
     retries: int = 0
     attempt: int = 0
     forced_final: bool = False
+    final_only: bool = False  # the chat was given (``AgentLoop.final_from``): Ask or Tell now
     seconds: float = 0.0
     pending: RetrievalAction | None = None
 
@@ -169,6 +170,16 @@ class AgentLoop:
                 self.on_step(step, len([r for r in runs if r.running]), len(runs))
         return runs
 
+    def final_from(self, prefixes: Sequence[Prefix], chats: Sequence[Messages]) -> list[AgentRun]:
+        """Each prefix's final action from a given chat (e.g. with the teacher's retrieval turns
+        in it, as DPO's prompt): one step, constrained to Ask or Tell, retried like any step."""
+        runs = [
+            AgentRun(p, [dict(m) for m in chat], final_only=True)
+            for p, chat in zip(prefixes, chats, strict=True)
+        ]
+        self.continue_runs(runs)
+        return runs
+
     def continue_runs(self, runs: Sequence[AgentRun]) -> None:
         """Advance runs already started (the chat appends a patient turn and continues)."""
         while active := [r for r in runs if r.running]:
@@ -189,8 +200,11 @@ class AgentLoop:
                 run.seconds += elapsed
                 self._advance(run, generation, constrained)
 
+    def _forced(self, run: AgentRun) -> bool:
+        return run.final_only or run.retrievals >= self.settings.max_retrievals
+
     def _request(self, run: AgentRun) -> tuple[GenerationRequest, bool]:
-        forced = run.retrievals >= self.settings.max_retrievals
+        forced = self._forced(run)
         allowed = FINAL_TOOLS if forced else ALL_TOOLS
         constrained = forced or self.settings.grammar
         prompt = prompt_text(run.messages, self.tokenizer)
@@ -207,7 +221,7 @@ class AgentLoop:
         return GenerationRequest(prompt + CALL_OPENING, decoding, schema), True
 
     def _advance(self, run: AgentRun, generation: Generation, constrained: bool) -> None:
-        forced = run.retrievals >= self.settings.max_retrievals
+        forced = self._forced(run)
         allowed = FINAL_TOOLS if forced else ALL_TOOLS
         text = CALL_OPENING + generation.text + CALL_CLOSING if constrained else generation.text
         record = Step(

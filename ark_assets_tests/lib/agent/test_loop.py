@@ -10,7 +10,13 @@ from ark_assets.lib.agent.parse import BARE, FENCED, TAGGED, parse_call
 from ark_assets.lib.agent.policy import GenerationRequest
 from ark_assets.lib.synthesis.backends.rules import RulesBackend
 from ark_assets.lib.synthesis.teacher import Teacher
-from ark_assets.lib.training.render import dialogue_messages, prompt_text
+from ark_assets.lib.training.render import (
+    RetrievalAction,
+    call_message,
+    dialogue_messages,
+    prompt_text,
+    tool_response,
+)
 from ark_assets.testing.retriever import MemoryRetriever
 from ark_assets.testing.scripted_policy import ScriptedPolicy, ask, retrieve, tell, tool_call
 from ark_assets_tests.lib.synthesis.conftest import sample_prefixes
@@ -81,6 +87,32 @@ def test_the_retrieval_cap_forces_a_constrained_final_action(
     assert [s.call for s in run.steps] == ["RetrievalAction"] * 3 + ["TellAction"]
     assert run.steps[-1].constrained and run.steps[-1].form == TAGGED
     assert loop.policy.requests[-1].prompt.endswith("<tool_call>\n")  # type: ignore[attr-defined]
+
+
+def test_final_from_a_given_chat_is_one_constrained_final_action(
+    qwen_tokenizer: Any, kb: MemoryRetriever
+) -> None:
+    """DPO's rejections: the chat (with retrieval turns in it) is given; the next call may only
+    be Ask or Tell, from exactly that chat, and a retrieval is never run."""
+
+    def script(request: GenerationRequest, _: int) -> str:
+        assert request.constraint is not None
+        assert "RetrievalAction" not in json.dumps(request.constraint)
+        return ask(form="constrained", symptom=["发热"])
+
+    prefix = PREFIXES[0]
+    chat = dialogue_messages(prefix.language, prefix.history, prefix.patient_message)
+    chat += [
+        call_message(RetrievalAction(reasoning="查一下。", queries=["发烧"])),
+        tool_response(prefix.language, [("发烧", "发烧可先物理降温。")]),
+    ]
+    loop = _loop(script, qwen_tokenizer, kb)
+    (run,) = loop.final_from([prefix], [chat])
+    assert run.status == OK and run.final and run.final.name == "AskAction" and run.forced_final
+    assert run.retrievals == 0 and len(run.steps) == 1
+    (request,) = loop.policy.requests  # type: ignore[attr-defined]
+    assert request.prompt == prompt_text(chat, qwen_tokenizer) + "<tool_call>\n"
+    assert len(chat) == 4  # the caller's chat is not modified
 
 
 def test_malformed_output_is_retried_sampled_then_fails_with_the_reason(
