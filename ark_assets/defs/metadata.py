@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,13 @@ def table_metadata(frame: pl.DataFrame, columns: tuple[Column, ...]) -> dict[str
     }
 
 
+def json_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Metadata from a summary dict: nested dicts and lists as JSON values, scalars as they are."""
+    return {
+        k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in values.items()
+    }
+
+
 def language_counts(frame: pl.DataFrame) -> dg.MetadataValue:
     """Rows per language, for the asset page."""
     counts = frame.group_by("language").len().iter_rows()
@@ -72,29 +80,32 @@ def file_metadata(path: Path) -> dict[str, Any]:
     }
 
 
-_BARS = "▁▂▃▄▅▆▇█"
-
-
 def training_metadata(result: dg.MaterializeResult) -> dict[str, Any]:
-    """The trainer's loss curve as a table and a sparkline, for the asset page."""
-    raw = (result.metadata or {}).get("loss_curve")
-    curve = raw.value if isinstance(raw, dg.MetadataValue) else raw
-    if not isinstance(curve, list) or not curve:
-        return {}
-    losses = [float(point["loss"]) for point in curve]
-    low, high = min(losses), max(losses)
-    span = (high - low) or 1.0
-    bars = "".join(_BARS[int((x - low) / span * (len(_BARS) - 1))] for x in losses)
-    return {
-        "loss_curve": dg.MetadataValue.table(
-            records=[
-                dg.TableRecord({"step": int(p["step"]), "loss": float(p["loss"])}) for p in curve
-            ],
+    """The trainer's curves for the asset page: the loss per step as a table, and the PNG plots
+    it drew (SFT's loss, DPO's rewards) inline."""
+    values = {
+        k: v.value if isinstance(v, dg.MetadataValue) else v
+        for k, v in (result.metadata or {}).items()
+    }
+    curve = values.get("loss_curve") or values.get("reward_curve")
+    out: dict[str, Any] = {}
+    if isinstance(curve, list) and curve:
+        points = [p for p in curve if "loss" in p]
+        out["loss_curve"] = dg.MetadataValue.table(
+            records=[dg.TableRecord({"step": int(p["step"]), "loss": float(p["loss"])})
+                     for p in points],
             schema=dg.TableSchema(
                 columns=[dg.TableColumn("step", "int"), dg.TableColumn("loss", "float")]
             ),
-        ),
-        "loss_plot": dg.MetadataValue.md(
-            f"`{bars}`  \nloss {losses[0]:.4f} → {losses[-1]:.4f} over {len(losses)} logged steps"
-        ),
-    }
+        )  # fmt: skip
+    for key, caption in (("loss_plot_path", "training loss"), ("reward_plot_path", "DPO rewards")):
+        path = Path(str(values.get(key) or ""))
+        if values.get(key) and path.is_file():
+            out[key.removesuffix("_path")] = png_markdown(path, caption)
+    return out
+
+
+def png_markdown(path: Path, caption: str) -> dg.MetadataValue:
+    """A PNG inline in a markdown metadata value (a data URI: the UI shows it on the asset page)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return dg.MetadataValue.md(f"![{caption}](data:image/png;base64,{data})")

@@ -1,7 +1,6 @@
 """Agent: the trained student run as MedArk's ask-or-tell agent (retrieve, then ask or tell)."""
 
 import time
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -9,7 +8,12 @@ from pydantic import Field
 
 from ark_assets.defs.agent.resources import PolicyResource
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
-from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, column_schema, table_metadata
+from ark_assets.defs.metadata import (
+    PHI_DEIDENTIFIED_TAGS,
+    column_schema,
+    json_values,
+    table_metadata,
+)
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
@@ -91,7 +95,8 @@ def agent_smoke(
     frame = runs_frame(runs, student.identity, settings, [reference_is_asking(p) for p in items])
     context.log.info(f"{batch}: {stats['ok']}/{stats['prefixes']} final actions, {stats}")
     facts = {"batch": batch, "adapter": str(adapter or "(base model)")}
-    return dg.Output(frame, metadata={**table_metadata(frame, AGENT_RUNS), **_json(stats), **facts})
+    meta = {**table_metadata(frame, AGENT_RUNS), **json_values(stats), **facts}
+    return dg.Output(frame, metadata=meta)
 
 
 def _newest_heldout_prefixes(
@@ -105,7 +110,3 @@ def _newest_heldout_prefixes(
     rows = warehouse.forgotten().exclude(dialogues.filter(pl.col("batch") == batch))
     limit, seed = config.max_prefixes, config.seed
     return batch, heldout_prefixes(rows.iter_rows(named=True), config.heldout_percent, limit, seed)
-
-
-def _json(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in values.items()}

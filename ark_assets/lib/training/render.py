@@ -207,18 +207,24 @@ class Example:
         return prompt + self.input_ids[self.prompt_tokens :]
 
 
+def completion(messages: Messages, tokenizer: Any) -> tuple[str, str]:
+    """``(prompt, completion)`` of a chat ending in an assistant turn: the chat before it with
+    the generation prompt, and that turn as rendered through ``<|im_end|>`` (what SFT labels and
+    what DPO's chosen and rejected are)."""
+    prompt = prompt_text(messages[:-1], tokenizer)
+    full = tokenizer.apply_chat_template(messages, tools=tool_schemas(), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("chat template does not render the prompt as a prefix of the chat")
+    end = full.index("<|im_end|>", len(prompt)) + len("<|im_end|>")
+    return prompt, full[len(prompt) : end]
+
+
 def examples_for(messages: list[dict[str, Any]], tokenizer: Any) -> list[Example]:
     """One example per assistant turn; the label span is that turn through ``<|im_end|>``."""
-    tools = tool_schemas()
     examples = []
     assistant_turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     for step, index in enumerate(assistant_turns):
-        prompt = prompt_text(messages[:index], tokenizer)
-        full = tokenizer.apply_chat_template(messages[: index + 1], tools=tools, tokenize=False)
-        if not full.startswith(prompt):
-            raise ValueError("chat template does not render the prompt as a prefix of the chat")
-        end = full.index("<|im_end|>", len(prompt)) + len("<|im_end|>")
-        label_text = full[len(prompt) : end]
+        prompt, label_text = completion(messages[: index + 1], tokenizer)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         label_ids = tokenizer(label_text, add_special_tokens=False)["input_ids"]
         name = messages[index]["tool_calls"][0]["function"]["name"]

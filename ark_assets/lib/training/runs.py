@@ -8,6 +8,7 @@ new run directory, and the adapter lands in a directory named by the same finger
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,26 @@ import polars as pl
 
 from ark_assets.lib.hashing import ids_digest, sha256_bytes
 
-TRAIN_COLUMNS = ("input_ids", "prompt_tokens")
+TRAIN_COLUMNS = ("input_ids", "prompt_tokens")  # SFT; DPO trains on prompt, chosen, rejected
 LINEAGE_FILE = "lineage.json"
 
 
-def lineage_of(examples: pl.DataFrame) -> dict[str, Any]:
+def lineage_of(
+    examples: pl.DataFrame, inherited: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Which conversations and batches a training set was built from (identifiers only): the
-    adapter carries it, so an audit names them and a deletion request can taint it."""
-    conversations = sorted(examples["conversation_id"].unique().to_list())
+    adapter carries it, so an audit names them and a deletion request can taint it.
+    ``inherited`` is the lineage of the adapter this run continues (DPO continues SFT): an
+    adapter holds what its starting point learned too."""
+    conversations = set(examples["conversation_id"].unique().to_list())
+    batches = set(examples["batch"].unique().to_list())
+    if inherited:
+        conversations |= set(inherited.get("conversation_ids", []))
+        batches |= set(inherited.get("batches", []))
     return {
-        "conversation_ids": conversations,
-        "conversations_sha256": ids_digest(conversations),
-        "batches": sorted(examples["batch"].unique().to_list()),
+        "conversation_ids": sorted(conversations),
+        "conversations_sha256": ids_digest(sorted(conversations)),
+        "batches": sorted(batches),
     }
 
 
@@ -37,9 +46,12 @@ def prepare_run(
     base_model_path: Path,
     artifacts_root: Path,
     provenance: dict[str, Any],
+    columns: Sequence[str] = TRAIN_COLUMNS,
+    inherited_lineage: Mapping[str, Any] | None = None,
+    data_setting: str = "records_path",
 ) -> Path:
     """Write ``records.parquet`` and ``settings.json`` for a trainer; returns the settings path."""
-    table = examples.select(TRAIN_COLUMNS)
+    table = examples.select(columns)
     data_digest = sha256_bytes(table.write_ipc(None).getvalue())
     fingerprint = sha256_bytes(
         json.dumps([data_digest, hyperparameters, provenance.get("base_model_sha256")]).encode()
@@ -47,12 +59,12 @@ def prepare_run(
     run_dir = artifacts_root / "training" / kind / fingerprint
     run_dir.mkdir(parents=True, exist_ok=True)
     table.write_parquet(run_dir / "records.parquet")
-    lineage = lineage_of(examples)
+    lineage = lineage_of(examples, inherited_lineage)
     (run_dir / LINEAGE_FILE).write_text(json.dumps(lineage, indent=1))
     settings = {
         **hyperparameters,
         "base_model_path": str(base_model_path),
-        "records_path": str(run_dir / "records.parquet"),
+        data_setting: str(run_dir / "records.parquet"),
         "output_dir": str(artifacts_root / "adapters" / kind / fingerprint),
         "checkpoint_dir": str(run_dir / "checkpoints"),
         "lineage_path": str(run_dir / LINEAGE_FILE),

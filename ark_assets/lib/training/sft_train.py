@@ -32,10 +32,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from ark_assets.lib.artifacts import atomic_directory
 from ark_assets.lib.hashing import sha256_tree
+from ark_assets.lib.training.curves import plot_curves
 
 if TYPE_CHECKING:
     from peft import LoraConfig
 
+LOSS_PLOT = "loss_curve.png"
 Batching = Literal["length_grouped", "padding_free", "pad_to_max"]
 LoraPreset = Literal["ark", "medark"]
 
@@ -183,7 +185,8 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
 
 
-def _device(settings: SftSettings) -> str:
+def _device(settings: SftSettings | Any) -> str:
+    """cuda when ``settings.device`` is auto and a GPU is there; else what it names."""
     if settings.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return settings.device
@@ -311,6 +314,7 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
             "train_loss": float(result.training_loss),
         }
         (tmp / "training_card.json").write_text(json.dumps(card, indent=2))
+        plot_curves(losses, ["loss"], "SFT training loss", tmp / LOSS_PLOT)
         if settings.lineage_path:
             shutil.copyfile(settings.lineage_path, tmp / Path(settings.lineage_path).name)
     peak = (
@@ -328,6 +332,7 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         "final_loss": losses[-1]["loss"] if losses else None,
         "train_loss": float(result.training_loss),
         "loss_curve": losses,
+        "loss_plot_path": str(Path(settings.output_dir) / LOSS_PLOT),
         "useful_tokens": collator.useful,
         "processed_tokens": collator.processed,
         "useful_ratio": collator.useful / collator.processed if collator.processed else None,

@@ -72,7 +72,7 @@ def test_records_then_adapter_through_pipes(trained_platform: Platform) -> None:
     assert meta["global_step"] == 2 and meta["examples"] >= 1
     assert Path(meta["adapter_path"], "adapter_model.safetensors").exists()
     assert meta["base_model_sha256"] and meta["train_data_sha256"]
-    assert "loss_plot" in meta and len(meta["loss_curve"].records) == 2
+    assert "data:image/png;base64," in meta["loss_plot"] and len(meta["loss_curve"].records) == 2
 
 
 def test_training_runs_only_in_its_own_job() -> None:
@@ -82,4 +82,4 @@ def test_training_runs_only_in_its_own_job() -> None:
     assert job.executor_def.name == "in_process"
     assert job.tags["ark/accelerator"] == "gpu"
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert keys == {"sft_adapter"}
+    assert keys == {"sft_adapter", "dpo_adapter"}
