@@ -13,6 +13,7 @@ BENCHMARKS = (
     ["ark_assets.bench.knowledge"],
     ["ark_assets.bench.synthesis"],
     ["ark_assets.bench.sft"],  # trains on the demo's records: run after `make demo`
+    ["ark_assets.bench.dpo"],  # the demo's DPO triples and SFT adapter: after `make demo`
     ["ark_assets.bench.agent"],  # the demo's adapter when there is one
     ["ark_assets.bench.evaluation"],
 )

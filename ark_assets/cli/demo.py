@@ -36,6 +36,10 @@ DEMO_RUN_CONFIG: dict[str, dict[str, Any]] = {
     # budget and is retried. Small budgets show the path (and the failures, honestly) in minutes.
     "agent_smoke": {"max_prefixes": 4, "max_new_tokens": 96},
     "eval_predictions": {"items_per_set": 3, "max_new_tokens": 96},
+    # DPO: a few held-out paths per batch (their final call is grammar-constrained, so even the
+    # 4-step adapter gives actions) and two steps: the chain and its curves, not learning.
+    "dpo_rejections": {"max_paths": 4, "max_new_tokens": 160},
+    "dpo_adapter": {"max_steps": 2, "save_steps": 1},
 }
 
 

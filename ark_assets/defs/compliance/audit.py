@@ -49,7 +49,7 @@ from ark_assets.lib.compliance.tombstones import Identifiers
 
 GROUP = "compliance"
 # The file artifacts that leave the platform (exports, the index, adapters): each is audited.
-AUDITED_ARTIFACTS = ("tagged_pkl", "kb_index", "sft_adapter")
+AUDITED_ARTIFACTS = ("tagged_pkl", "kb_index", "sft_adapter", "dpo_adapter")
 
 
 def build_audit(

@@ -134,7 +134,13 @@ def rebuild(
     graph = definitions.get_repository_def().asset_graph
     everything = runnable(definitions)
     nodes = [node for node in graph.asset_nodes if node.is_materializable]
-    per_batch = [node.key for node in nodes if node.partitions_def == dialogue_batches]
+    # A per-batch step that runs a model (dpo_rejections) is not re-run; the per-batch tables
+    # built from it read its stale rows next to the rebuilt, forgotten-free inputs.
+    per_batch = [
+        node.key
+        for node in nodes
+        if node.partitions_def == dialogue_batches and _pool(node) != _MODEL_POOL
+    ]
     roots = set(per_batch) if request.batches else set()
     if request.knowledge_base:
         roots.add(dg.AssetKey("kb_sources"))
@@ -150,8 +156,10 @@ def rebuild(
         and node.partitions_def is None
         and node.key not in built_on_models
     ]
+    # Only what the batch had: a layer never built for it (e.g. DPO before training) stays unbuilt.
     runs: list[tuple[list[dg.AssetKey], str | None]] = [
-        (per_batch, batch) for batch in request.batches
+        ([k for k in per_batch if batch in instance.get_materialized_partitions(k)], batch)
+        for batch in request.batches
     ]
     if unpartitioned:
         runs.append((unpartitioned, None))

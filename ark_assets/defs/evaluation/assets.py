@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from ark_assets.defs.agent.resources import PolicyResource
-from ark_assets.defs.evaluation.resources import EvalInbox
+from ark_assets.defs.evaluation.resources import BertScoreResource, EvalInbox
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
 from ark_assets.defs.metadata import (
     PHI_DEIDENTIFIED_TAGS,
@@ -25,6 +26,8 @@ from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.defs.training.resources import BaseModel, latest_adapter
 from ark_assets.lib.evaluation.items import Prediction
+from ark_assets.lib.evaluation.judge import Judge
+from ark_assets.lib.evaluation.judged import BertScorer
 from ark_assets.lib.evaluation.tables import (
     EVAL_ITEMS,
     EVAL_QUARANTINE,
@@ -41,12 +44,20 @@ from ark_assets.lib.tables import Column, frame
 
 GROUP = "evaluation"
 RECORDS_ACCOUNTED = "eval_records_accounted"
-ADAPTERS = ("sft_adapter",)
+ADAPTERS = ("sft_adapter", "dpo_adapter")
+_NOT_TRIGGERS = ("heldout_eval_items", "kb_index", "base_model")
 # Re-evaluate when a new adapter lands or an eval file is imported — not on every dialogue
-# batch (held-out items) or KB rebuild: model runs cost minutes.
+# batch (held-out items) or KB rebuild: model runs cost minutes. A DPO adapter not trained yet
+# does not hold the evaluation back (it is skipped until it exists).
 ON_NEW_ADAPTER_OR_FILE = (
     dg.AutomationCondition.eager()
-    .ignore(dg.AssetSelection.assets("heldout_eval_items", "kb_index", "base_model"))
+    .ignore(dg.AssetSelection.assets(*_NOT_TRIGGERS))
+    .replace(
+        "any_deps_missing",
+        dg.AutomationCondition.any_deps_missing().ignore(
+            dg.AssetSelection.assets(*_NOT_TRIGGERS, "dpo_adapter")
+        ),
+    )
     .with_label("after a new adapter or eval file")
 )
 StepEvents = Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]
@@ -165,7 +176,7 @@ class EvalPredictionsConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"pytorch", "polars", "duckdb"},
     ins={"heldout": dg.AssetIn("heldout_eval_items")},
     # Read through the warehouse: no eval file may have arrived yet (then the tables are absent).
@@ -271,11 +282,33 @@ class EvalReportConfig(dg.Config):
         "that exceed 1, character-level matching), to compare with numbers made by its code.",
     )
     seed: int = Field(default=0, description="Bootstrap resampling.")
+    judge: bool = Field(
+        default=False,
+        description="Add the LLM judge's metrics (MedArk's questions, DISC-MedLLM's rubric) "
+        "through the teacher resource, which must then be an LLM backend (not rules); the "
+        "judge also decides the ask-or-tell of free-text replies.",
+    )
+
+
+@contextmanager
+def _judge(config: EvalReportConfig, teacher: TeacherResource) -> Iterator[Judge | None]:
+    if not config.judge:
+        yield None
+        return
+    with teacher.open() as opened:
+        yield Judge(opened)
+
+
+def _mode(config: EvalReportConfig, judge: Judge | None, bertscore: BertScorer | None) -> str:
+    parts = ["judge " + judge.teacher.identity.model if judge else "offline (no judge)"]
+    parts += ["BERTScore"] if bertscore else []
+    parts += ["medark_compat"] if config.medark_compat else []
+    return ", ".join(parts)
 
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"matplotlib", "markdown", "html"},
     deps=["eval_items"],
     ins={
@@ -300,26 +333,26 @@ def eval_report(
     dialogues: pl.DataFrame,
     kb_sources: pl.DataFrame,
     embedder: EmbedderResource,
+    teacher: TeacherResource,
+    bertscore: BertScoreResource,
     warehouse: Warehouse,
     artifacts: ArtifactStore,
 ) -> dg.MaterializeResult:
     """The leaderboard: one table per test set (systems × metrics, n and 95% bootstrap
     intervals), confusion matrices and metric bars as PNG plots, markdown + HTML under
-    data/artifacts/reports/eval/; shown inline here. Offline metrics (no judge)."""
-    from ark_assets.lib.evaluation.report import ReportMeta, metadata_markdown, render_report
-    from ark_assets.lib.evaluation.scoring import METRICS, evaluate
+    data/artifacts/reports/eval/; shown inline here. Offline metrics by default; the LLM judge's
+    with `judge: true`, BERTScore with ARK_BERTSCORE_MODEL."""
+    from ark_assets.lib.evaluation.report import metadata_markdown, render_report
+    from ark_assets.lib.evaluation.scoring import evaluate
 
     items = pl.concat([_imported(warehouse, EVAL_ITEMS), heldout.select(heldout.columns)])
-    scored, summary = evaluate(
-        items, predictions, dialogues, kb_sources, embed=embedder.build().embed_documents,
-        medark_compat=config.medark_compat, seed=config.seed,
-    )  # fmt: skip
-    meta: ReportMeta = {
-        "run_id": context.run.run_id,
-        "metric_definitions": METRICS,
-        "mode": "offline (no judge)" + (", medark_compat" if config.medark_compat else ""),
-        "item_counts": dict(summary.group_by("test_set").agg(pl.col("n").max()).iter_rows()),
-    }
+    scorer = bertscore.scorer()
+    with _judge(config, teacher) as judge:
+        scored, summary = evaluate(
+            items, predictions, dialogues, kb_sources, embed=embedder.build().embed_documents,
+            medark_compat=config.medark_compat, seed=config.seed, judge=judge, bertscore=scorer,
+        )  # fmt: skip
+        meta = _report_meta(context.run.run_id, _mode(config, judge, scorer), summary, judge)
     files = render_report(summary, scored.confusion, meta, artifacts.path("reports", "eval"))
     return dg.MaterializeResult(
         metadata={
@@ -329,5 +362,20 @@ def eval_report(
             "systems": dg.MetadataValue.json(sorted(summary["system"].unique().to_list())),
             "test_sets": dg.MetadataValue.json(sorted(summary["test_set"].unique().to_list())),
             "scores": dg.MetadataValue.json(summary.to_dicts()),
+            "entity_extraction": dg.MetadataValue.json(scored.entity_extraction),
         }
     )
+
+
+def _report_meta(run_id: str, mode: str, summary: pl.DataFrame, judge: Judge | None) -> Any:
+    from ark_assets.lib.evaluation.report import ReportMeta
+    from ark_assets.lib.evaluation.scoring import METRICS
+
+    meta: ReportMeta = {
+        "run_id": run_id,
+        "metric_definitions": METRICS,
+        "mode": mode,
+        "item_counts": dict(summary.group_by("test_set").agg(pl.col("n").max()).iter_rows()),
+        "judge_failures": judge.failures if judge else {},
+    }
+    return meta

@@ -12,8 +12,9 @@ TRAINING_TAGS = {"ark/accelerator": "gpu"}
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets("sft_adapter"),
+    selection=dg.AssetSelection.assets("sft_adapter", "dpo_adapter"),
     executor_def=dg.in_process_executor,
     tags=TRAINING_TAGS,
-    description="Trains the SFT LoRA adapter (launch by hand or on a schedule).",
+    description="Trains the SFT LoRA adapter and the DPO adapter that continues it (launch by "
+    "hand or on a schedule).",
 )

@@ -91,7 +91,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator
         batch_keys = graph.materializable_asset_keys
         per_batch = [k for k in batch_keys if graph.get(k).partitions_def == dialogue_batches]
         for batch in platform.sense():
-            selection = dg.AssetSelection.assets(*per_batch)
+            # the DPO agent needs the SFT adapter trained below; nothing here audits DPO
+            dpo = dg.AssetSelection.assets("dpo_rejections").downstream()
+            selection = dg.AssetSelection.assets(*per_batch) - dpo
             assert platform.materialize(selection, batch, run_config=QUIET).success, batch
         trained = platform.materialize(
             dg.AssetSelection.assets("tagged_pkl", "sft_adapter"), run_config=ONE_STEP
@@ -226,7 +228,11 @@ def test_compliance_audit_asset_writes_json_and_markdown(demo: Demo) -> None:
     assert meta["artifacts_audited"] == 3 and meta["tainted"] == 0
     assert meta["unlisted_sources"] == 0
     document = json.loads(Path(meta["path"]).read_text())
-    assert set(document["artifacts"]) == {"tagged_pkl", "kb_index", "sft_adapter"}
+    assert set(document["artifacts"]) == {"tagged_pkl", "kb_index", "sft_adapter", "dpo_adapter"}
+    # listed, and said to be unbuilt (this platform trained no DPO adapter)
+    assert document["artifacts"]["dpo_adapter"]["findings"] == [
+        "never materialized: nothing to audit"
+    ]
     markdown = Path(meta["report"]).read_text()
     assert markdown.startswith("# Compliance audit") and "## Compliance audit: kb_index" in markdown
 
