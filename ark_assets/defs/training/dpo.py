@@ -214,14 +214,14 @@ class DpoTriplesConfig(dg.Config):
             "{prompt, chosen, rejected} rendered with the SFT renderer: the doctor's reply "
             "preferred to the SFT agent's action on the same prompt.",
             DPO_TRIPLES,
-            code_version="1",
+            code_version="2",
             tags=PHI_DEIDENTIFIED_TAGS,
             automation=ON_NEW_INPUTS,
         ),
         "dpo_drops": table_out(
             "Pairs not kept, one row each with the rule (MedArk's filters, counted).",
             DPO_DROPS,
-            code_version="1",
+            code_version="2",
             automation=ON_NEW_INPUTS,
         ),
     },

@@ -117,6 +117,7 @@ DPO_DROPS = (
 )
 
 DROP_RULES: dict[str, str] = {
+    "not_run": "dpo_rejections has no row for the path (left out by max_paths, or not run yet)",
     "rejection_failed": "the SFT agent gave no valid final action (failure rows of dpo_rejections)",
     "no_chosen": "no chosen action for the path",
     "chosen_reasoning_short": f"the chosen reasoning is under {MIN_REASONING_CHARS} characters",
@@ -230,7 +231,7 @@ class PairInput:
 def _rejected(pair: PairInput) -> tuple[Action | None, str]:
     row = pair.rejection
     if row is None or row["status"] != "ok":
-        return None, (row or {}).get("failure") or "no rejection row for this path"
+        return None, (row or {}).get("failure") or "the agent gave no final action"
     try:
         action = action_of(row["action"], row["arguments_json"])
     except ValueError as err:
@@ -243,6 +244,8 @@ def _assemble(
 ) -> dict[str, Any] | tuple[str, str]:
     """The triple row, or ``(rule, message)`` why there is none."""
     path = pair.path
+    if pair.rejection is None:
+        return "not_run", DROP_RULES["not_run"]
     rejected, why = _rejected(pair)
     if rejected is None:
         return "rejection_failed", why

@@ -27,16 +27,21 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ark_assets.lib.artifacts import atomic_directory
 from ark_assets.lib.hashing import sha256_tree
 from ark_assets.lib.training.curves import plot_curves
-from ark_assets.lib.training.sft_train import _device, _Reporter, latest_checkpoint
+from ark_assets.lib.training.sft_train import (
+    RunSettings,
+    _device,
+    _Reporter,
+    latest_checkpoint,
+)
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -61,36 +66,19 @@ REFERENCE_POLICY: Final = (
 )
 
 
-class DpoSettings(BaseModel):
-    """One DPO run: where things are and every hyperparameter, MedArk's by default."""
+class DpoSettings(RunSettings):
+    """One DPO run: every hyperparameter, MedArk's by default."""
 
-    base_model_path: str
     sft_adapter_path: str = Field(description="The SFT LoRA adapter the DPO continues.")
     pairs_path: str = Field(description="Parquet with prompt, chosen and rejected text columns.")
-    output_dir: str = Field(description="Final adapter directory (replaced atomically).")
-    checkpoint_dir: str = Field(description="Checkpoints; a rerun resumes from the latest.")
     beta: float = 0.08
     learning_rate: float = 5e-7
-    lr_scheduler: str = "cosine"
     epochs: float = 1.0
-    max_steps: int = -1
     batch_size: int = 1
-    gradient_accumulation: int = 1
     max_length: int = Field(
         default=2048, description="Tokens of prompt + completion; longer pairs are refused."
     )
     loss_type: str = "sigmoid"
-    gradient_checkpointing: bool = False
-    save_steps: int = 50
-    logging_steps: int = 1
-    seed: int = 20250626
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    provenance: dict[str, Any] = Field(
-        default_factory=dict, description="Base model, SFT adapter and pair identity for the card."
-    )
-    lineage_path: str | None = Field(
-        default=None, description="Conversations and batches of the pairs, copied beside the card."
-    )
 
 
 class PairTokenCounter:

@@ -91,23 +91,16 @@ def lora_config(lora: LoraSettings) -> LoraConfig:
     )
 
 
-class SftSettings(BaseModel):
-    """One SFT run: where things are and every hyperparameter, with MedArk's where sane."""
+class RunSettings(BaseModel):
+    """What every trainer run has: where it writes, the step budget and schedule knobs, the
+    device, and the identity and lineage copied beside the adapter (SFT and DPO extend it)."""
 
     base_model_path: str
-    records_path: str = Field(description="Parquet with input_ids and prompt_tokens columns.")
     output_dir: str = Field(description="Final adapter directory (replaced atomically).")
     checkpoint_dir: str = Field(description="Checkpoints; a rerun resumes from the latest.")
-    lora: LoraSettings = LoraSettings()
-    # MedArk trains at 1e-2, which diverges for LoRA on small students; 2e-4 is the usual LoRA rate.
-    learning_rate: float = 2e-4
     lr_scheduler: str = "cosine"
-    epochs: float = 2.0
     max_steps: int = -1
-    batch_size: int = 4
     gradient_accumulation: int = 1
-    batching: Batching = "length_grouped"
-    max_length: int = 2048
     gradient_checkpointing: bool = False
     save_steps: int = 50
     logging_steps: int = 1
@@ -119,6 +112,19 @@ class SftSettings(BaseModel):
     lineage_path: str | None = Field(
         default=None, description="Conversations and batches of the data, copied beside the card."
     )
+
+
+class SftSettings(RunSettings):
+    """One SFT run: every hyperparameter, with MedArk's where sane."""
+
+    records_path: str = Field(description="Parquet with input_ids and prompt_tokens columns.")
+    lora: LoraSettings = LoraSettings()
+    # MedArk trains at 1e-2, which diverges for LoRA on small students; 2e-4 is the usual LoRA rate.
+    learning_rate: float = 2e-4
+    epochs: float = 2.0
+    batch_size: int = 4
+    batching: Batching = "length_grouped"
+    max_length: int = 2048
 
 
 class _Reporter:
@@ -185,7 +191,7 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
 
 
-def _device(settings: SftSettings | Any) -> str:
+def _device(settings: RunSettings) -> str:
     """cuda when ``settings.device`` is auto and a GPU is there; else what it names."""
     if settings.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

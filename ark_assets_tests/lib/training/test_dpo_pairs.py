@@ -89,6 +89,7 @@ def _golden_inputs() -> list[PairInput]:
         pair(tell, "tag", TellAction(reasoning="<tool_call>再查一次", text="多喝水。")),
         pair(ask, "lists", AskAction(reasoning="需要知道体温。", text="量过体温吗？", **empty)),
         pair(tell, "same_as_chosen", same_as_chosen),
+        PairInput(_with_id(tell, "not_run"), _chosen(tell), None),
     ]
 
 
@@ -105,12 +106,13 @@ def test_every_filter_is_a_counted_drop(qwen_tokenizer: Any) -> None:
         "tag": "rejected_reasoning_tool_tag",
         "lists": "rejected_ask_without_entities",
         "same_as_chosen": "identical",
+        "not_run": "not_run",
     }
     assert set(drops["rule"]) <= set(dpo_pairs.DROP_RULES)
     assert "malformed after 3 tries" in drops.filter(rule="rejection_failed")["message"][0]
     counts = dpo_pairs.triple_counts(len(inputs), triples, drops)
     assert counts["by_pair_type"] == {"different": 1, "same": 1}
-    assert counts["drops_by_rule"]["identical"] == 1 and counts["dropped"] == 6
+    assert counts["drops_by_rule"]["identical"] == 1 and counts["dropped"] == 7
 
 
 @pytest.mark.parametrize(
