@@ -21,9 +21,6 @@ from the latest one.
 
 from __future__ import annotations
 
-import json
-import resource
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,6 +38,8 @@ from ark_assets.lib.training.sft_train import (
     _device,
     _Reporter,
     latest_checkpoint,
+    peak_memory_mib,
+    write_card,
 )
 
 if TYPE_CHECKING:
@@ -257,15 +256,9 @@ def train(settings: DpoSettings, reporter: _Reporter) -> dict[str, Any]:
             "reference_max_abs_diff": reference_diff,
             "policy_max_abs_diff": policy_diff,
         }
-        (tmp / "training_card.json").write_text(json.dumps(card, indent=2))
         plot_curves(curve, REWARD_SERIES, "DPO rewards", tmp / REWARD_PLOT)
-        if settings.lineage_path:
-            shutil.copyfile(settings.lineage_path, tmp / Path(settings.lineage_path).name)
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
+        write_card(tmp, card, settings)
+    peak = peak_memory_mib(device)
     return {
         **settings.provenance,
         "adapter_path": settings.output_dir,

@@ -191,6 +191,20 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
 
 
+def write_card(directory: Path, card: dict[str, Any], settings: RunSettings) -> None:
+    """The adapter's ``training_card.json``, and the run's lineage copied beside it."""
+    (directory / "training_card.json").write_text(json.dumps(card, indent=2))
+    if settings.lineage_path:
+        shutil.copyfile(settings.lineage_path, directory / Path(settings.lineage_path).name)
+
+
+def peak_memory_mib(device: str) -> float:
+    """Peak CUDA memory allocated on a GPU, else the process's peak resident set."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _device(settings: RunSettings) -> str:
     """cuda when ``settings.device`` is auto and a GPU is there; else what it names."""
     if settings.device == "auto":
@@ -319,15 +333,9 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
             "final_loss": losses[-1]["loss"] if losses else math.nan,
             "train_loss": float(result.training_loss),
         }
-        (tmp / "training_card.json").write_text(json.dumps(card, indent=2))
         plot_curves(losses, ["loss"], "SFT training loss", tmp / LOSS_PLOT)
-        if settings.lineage_path:
-            shutil.copyfile(settings.lineage_path, tmp / Path(settings.lineage_path).name)
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
+        write_card(tmp, card, settings)
+    peak = peak_memory_mib(device)
     return {
         **settings.provenance,
         "adapter_path": settings.output_dir,
