@@ -308,7 +308,7 @@ def _mode(config: EvalReportConfig, judge: Judge | None, bertscore: BertScorer |
 
 @dg.asset(
     group_name=GROUP,
-    code_version="2",
+    code_version="3",
     kinds={"matplotlib", "markdown", "html"},
     deps=["eval_items"],
     ins={

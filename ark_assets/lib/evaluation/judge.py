@@ -1,12 +1,14 @@
 """LLM judges of a reply: MedArk's three questions and DISC-MedLLM's four-dimension rubric.
 
 MedArk's evaluation asks an LLM (gpt-4o-mini) whether a free-text reply is a question, whether a
-telling reply is informational, and whether it hallucinates given the real doctor reply and
-BM25-retrieved references. DISC-MedLLM scores a reply 1–5 on proactivity, accuracy, helpfulness
-and linguistic quality. Each is one structured request through the synthesis teacher, so the
-judge gets the teacher's cache, pacing, retry policy and accounting: a request that still fails
-after the policy's attempts comes back as a ``Judgement`` with no verdict and the reason (MedArk
-retries forever), and ``Judge.failures`` counts them per question.
+telling reply is informational, whether it hallucinates given the real doctor reply and
+BM25-retrieved references, and which entities an asking reply asked about the patient mentions
+in the dialogue's later real turns (AUV). DISC-MedLLM scores a reply 1–5 on proactivity,
+accuracy, helpfulness and linguistic quality. Each is one structured request through the
+synthesis teacher, so the judge gets the teacher's cache, pacing, retry policy and accounting:
+a request that still fails after the policy's attempts comes back as a ``Judgement`` with no
+verdict and the reason (MedArk retries forever), and ``Judge.failures`` counts them per
+question.
 
 The prompts are ours (``prompts/judge/<language>.<version>.toml``). The rules teacher cannot
 judge: a ``Judge`` needs an LLM backend (openai or transformers).
@@ -33,7 +35,8 @@ QUESTION: Final = "judge_question"
 INFORMATIONAL: Final = "judge_informational"
 HALLUCINATION: Final = "judge_hallucination"
 RUBRIC: Final = "judge_rubric"
-JUDGE_STAGES = (QUESTION, INFORMATIONAL, HALLUCINATION, RUBRIC)
+MENTION: Final = "judge_mention"
+JUDGE_STAGES = (QUESTION, INFORMATIONAL, HALLUCINATION, RUBRIC, MENTION)
 
 
 class QuestionVerdict(TeacherOutput):
@@ -68,6 +71,17 @@ class RubricScores(TeacherOutput):
     accuracy: Score = Field(description="Medical content correct and not misleading.")
     helpfulness: Score = Field(description="Addresses what the patient needs.")
     linguistic_quality: Score = Field(description="Fluent, clear, suitably worded.")
+
+
+class MentionVerdict(TeacherOutput):
+    """Which of the entities a reply asked about the patient talks about in later messages."""
+
+    reasoning: Text = Field(description="Where each mentioned item comes up; concise.")
+    mentioned: list[str] = Field(
+        default_factory=list,
+        description="The listed items the patient talks about, copied exactly as listed; "
+        "empty when none.",
+    )
 
 
 V = TypeVar("V", bound=TeacherOutput)
@@ -127,6 +141,20 @@ class Judge:
     def rubric(self, item: EvalItem, reply: str) -> Judgement[RubricScores]:
         return self._judge(RUBRIC, item.language, RubricScores, history=_history(item), reply=reply)
 
+    def mentions(
+        self, item: EvalItem, asked: Sequence[str], later: Sequence[str]
+    ) -> Judgement[MentionVerdict]:
+        """MedArk's AUV judge: which ``asked`` entities the patient mentions in the ``later``
+        real patient messages. Its ``mentioned`` may hold anything: ``mentioned_of`` keeps
+        only the asked ones."""
+        return self._judge(
+            MENTION,
+            item.language,
+            MentionVerdict,
+            entities="\n".join(f"- {entity}" for entity in asked),
+            later="\n".join(f"{n}. {turn}" for n, turn in enumerate(later, 1)),
+        )
+
     @property
     def failures(self) -> dict[str, int]:
         """Requests per judge question that failed every attempt (from the teacher's stats)."""
@@ -150,6 +178,13 @@ class Judge:
             reason = f"{failure.error_type} after {failure.attempts} attempts: {failure.message}"
             return Judgement(None, reason, False, template.identity)
         return Judgement(verdict, None, from_cache, template.identity)
+
+
+def mentioned_of(verdict: MentionVerdict, asked: Sequence[str]) -> list[str]:
+    """The asked entities the verdict names (matched case- and space-insensitively; a name the
+    reply never asked is ignored, so the share stays in [0, 1])."""
+    named = {name.strip().casefold() for name in verdict.mentioned}
+    return [entity for entity in asked if entity.strip().casefold() in named]
 
 
 def _template(language: str) -> prompts.Template:

@@ -10,6 +10,9 @@ With a judge (``judge.Judge``, an LLM teacher):
   BM25 knowledge-base documents (MedArk: k = 8); ``judge_support`` is 1 when the judge finds no
   hallucination, as MedArk's support;
 - every reply gets DISC-MedLLM's rubric, four scores from 1 to 5;
+- ``judge_auv``: where both ask and the dialogue's later turns are known, the judge decides which
+  asked entities the patient mentions in the later real turns (MedArk's AUV judge), beside the
+  lexical ``auv``;
 - the entities of free-text asks and of the reference questions come from the teacher's entity
   stage (the one synthesis uses, cached) instead of the offline rules (``teacher_entities``);
   a reply the teacher cannot extract from falls back to the rules and is counted.
@@ -30,7 +33,7 @@ from typing import Final, TypeVar
 
 from ark_assets.lib.evaluation import metrics
 from ark_assets.lib.evaluation.items import ASK, TELL, Action, EvalItem, Prediction
-from ark_assets.lib.evaluation.judge import Judge
+from ark_assets.lib.evaluation.judge import Judge, mentioned_of
 from ark_assets.lib.knowledge.retrieval import LexicalSearch
 
 REFERENCES_K: Final = 8
@@ -47,6 +50,8 @@ JUDGED_METRICS: dict[str, str] = {
         "from 1 (worst) to 5 (best)"
         for name in RUBRIC_DIMENSIONS
     },
+    "judge_auv": "share of the entities asked that the judge finds the patient mentions in the "
+    "later real turns (MedArk's AUV judge), where both ask and later turns are known",
     "bertscore_precision": "BERTScore precision of the reply against the reference (the "
     "configured local model)",
     "bertscore_recall": "BERTScore recall of the reply against the reference",
@@ -144,6 +149,22 @@ def judged_rows(pairs: Sequence[Pair], judge: Judge, kb: LexicalSearch) -> list[
         return rows
 
     return [row for rows in _map(judge, judge_one, replied) for row in rows]
+
+
+def mention_rows(asks: Sequence[tuple[EvalItem, list[str], list[str]]], judge: Judge) -> list[Row]:
+    """``judge_auv`` of each ``(item, asked entities, later patient turns)``: the share of the
+    asked entities the judge finds mentioned. Nothing asked gives no row (as the lexical AUV);
+    a failed judgement gives no row."""
+    wanted = [(item, asked, later) for item, asked, later in asks if asked and later]
+
+    def judge_one(ask: tuple[EvalItem, list[str], list[str]]) -> Row | None:
+        item, asked, later = ask
+        verdict = judge.mentions(item, asked, later).verdict
+        if verdict is None:
+            return None
+        return item, "judge_auv", len(mentioned_of(verdict, asked)) / len(asked)
+
+    return [row for row in _map(judge, judge_one, wanted) if row is not None]
 
 
 def bertscore_rows(pairs: Sequence[Pair], scorer: BertScorer) -> list[Row]:

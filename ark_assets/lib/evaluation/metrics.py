@@ -47,7 +47,7 @@ from ark_assets.lib.synthesis.backends.rules import RulesBackend
 from ark_assets.lib.synthesis.models import ENTITY_FIELDS, Entities, Turn
 from ark_assets.lib.synthesis.teacher import TeacherRequest
 
-ACTIONS: Final = (ASK, TELL)
+ACTIONS: Final[tuple[Action, Action]] = ("ask", "tell")
 # MedArk's match threshold for two entities (DSC, Jaccard) and our AUV mention threshold.
 MATCH_THRESHOLD = 0.8
 # rapidfuzz partial_ratio scale (0–100) of MATCH_THRESHOLD.

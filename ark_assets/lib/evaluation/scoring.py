@@ -35,7 +35,7 @@ METRICS: dict[str, str] = {
     "dsc": "Dice of entities asked vs the reference's, one-to-one matches at similarity ≥ 0.8",
     "jaccard": "Jaccard of the same matches, in [0, 1]",
     "auv": "share of the entities asked that the patient mentions in the later real turns "
-    "(lexical match), where both ask and later turns are known",
+    "(lexical match), where both ask and later turns are known (judged: judge_auv)",
     "lexical_support": "share of the reply's sentences whose best BM25 knowledge-base document "
     "holds half of their content words, where the reference tells (a lexical proxy, not a "
     "hallucination judgement)",
@@ -92,13 +92,14 @@ def score_all(
     if judge is not None and entities_of is metrics.rules_entities:
         entities_of, extraction = judged.teacher_entities(judge)
     for (test_set, system), pairs in sorted(groups.items()):
-        rows += _item_rows(
+        item_rows, mentions = _item_rows(
             test_set, system, pairs, dialogue_of, kb, embed, entities_of, medark_compat,
             action_of,
         )  # fmt: skip
-        extra = (judged.judged_rows(pairs, judge, kb) if judge else []) + (
-            judged.bertscore_rows(pairs, bertscore) if bertscore else []
-        )
+        rows += item_rows
+        extra = judged.bertscore_rows(pairs, bertscore) if bertscore else []
+        if judge is not None:
+            extra += judged.judged_rows(pairs, judge, kb) + judged.mention_rows(mentions, judge)
         rows += [_row(test_set, system, item, metric, value) for item, metric, value in extra]
         selection = metrics.action_selection(pairs, action_of)[system]
         confusion[(test_set, system)] = _confusion(selection)
@@ -116,8 +117,11 @@ def _item_rows(
     entities_of: metrics.EntitiesOf,
     medark_compat: bool,
     action_of: judged.ActionOf,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[tuple[EvalItem, list[str], list[str]]]]:
+    """The offline rows, and each ask's (item, asked entities, later patient turns) for the
+    judged AUV."""
     rows = []
+    mentions: list[tuple[EvalItem, list[str], list[str]]] = []
 
     def add(item: EvalItem, metric: str, value: float | None) -> None:
         rows.append(_row(test_set, system, item, metric, value))
@@ -137,7 +141,11 @@ def _item_rows(
         add(item, "levenshtein", score.levenshtein)
         add(item, "dsc", score.dsc)
         add(item, "jaccard", score.jaccard)
-        add(item, "auv", _auv(item, score.predicted, dialogue_of))
+        later = _later(item, dialogue_of)
+        asked = [entity for entity in score.predicted if entity.strip()]
+        add(item, "auv", metrics.auv(asked, later) if later is not None else None)
+        if later:
+            mentions.append((item, asked, later))
     replied = [(item, p.text) for item, p in pairs if p.text]
     if replied:
         values = metrics.embedding_similarity(
@@ -145,7 +153,7 @@ def _item_rows(
         )
         for (item, _), value in zip(replied, values, strict=True):
             add(item, "embedding_similarity", value)
-    return rows
+    return rows, mentions
 
 
 def _row(
@@ -155,15 +163,15 @@ def _row(
             "value": value}  # fmt: skip
 
 
-def _auv(item: EvalItem, asked: Sequence[str], dialogue_of: Dialogues) -> float | None:
+def _later(item: EvalItem, dialogue_of: Dialogues) -> list[str] | None:
+    """The patient's later real turns, or None when the dialogue is unknown."""
     dialogue = dialogue_of(item)
     if not dialogue:
         return None
     try:
-        later = metrics.later_patient_turns(item, dialogue)
+        return metrics.later_patient_turns(item, dialogue)
     except ValueError:  # the key collides with another dialogue: no AUV rather than a wrong one
         return None
-    return metrics.auv(list(asked), later)
 
 
 def _confusion(selection: metrics.ActionSelection) -> Confusion:

@@ -40,14 +40,23 @@ KB = Bm25Index([Hit("d1", "发烧怎么办", "布洛芬可以退烧。", "kb", 0
 
 def _answer(request: TeacherRequest[Any], _: int) -> str:
     """The judge's verdicts as a function of the reply: "？"-free "请说说" is a question (the
-    offline detector cannot tell), "抗生素" hallucinates, "坏" breaks every attempt."""
+    offline detector cannot tell) and so is a "吗" question, "抗生素" hallucinates, "坏" breaks
+    every attempt; an asked entity is mentioned when its first character is in the later turns
+    (and the judge also names "发烧", which nobody asked)."""
+    if request.output is judge.MentionVerdict:  # "坏" in the later turns breaks it
+        later, asked = request.context["later"], request.context["entities"]
+        if "坏" in later:
+            return "not json"
+        named = [line[2:] for line in asked.splitlines() if line[2] in later] + ["发烧"]
+        return json.dumps({"reasoning": "r", "mentioned": named})
     reply = request.context["reply"]
     if "坏" in reply:
         return "not json"
     if request.output is Entities:  # the entity stage: the reply's first two characters
         return json.dumps({"symptom": [reply[:2]]})
     if request.output is judge.QuestionVerdict:
-        return json.dumps({"reasoning": "r", "is_question": reply.startswith("请说说")})
+        asks = reply.startswith("请说说") or "吗" in reply
+        return json.dumps({"reasoning": "r", "is_question": asks})
     if request.output is judge.InformationalVerdict:
         return json.dumps({"reasoning": "r", "is_informational": "布洛芬" in reply})
     if request.output is judge.HallucinationVerdict:
@@ -143,7 +152,40 @@ def test_a_failed_judgement_gives_no_score_and_is_counted() -> None:
         judge.INFORMATIONAL: 1,
         judge.HALLUCINATION: 1,
         judge.RUBRIC: 1,
+        judge.MENTION: 0,
     }
+
+
+def test_the_judge_decides_auv_where_the_lexical_match_cannot() -> None:
+    # the patient answers "不咳" (no cough): lexically "咳嗽" is not there, the judge finds it
+    denied = (Turn(patient="不咳，就是头痛。", doctor="好的。"),)
+    broken = (Turn(patient="坏了，头痛。", doctor="好的。"),)
+    later_ask = _item("a2", "有没有咳嗽？", "ask")
+    turns = {"a1": denied, "a2": broken}
+
+    def dialogue_of(item: EvalItem) -> list[Turn]:
+        own = Turn(patient=item.patient_message, doctor=item.reference)
+        return [*item.history, own, *turns[item.item_id]]
+
+    pairs = [(ASK_ITEM, _prediction(ASK_ITEM, "咳嗽吗？")),
+             (later_ask, _prediction(later_ask, "咳嗽吗？"))]  # fmt: skip
+    scored = scoring.score_all(
+        [item for item, _ in pairs], [(item.test_set, p) for item, p in pairs],
+        dialogue_of=dialogue_of, kb=KB, embed=lambda texts: [[1.0] for _ in texts],
+        judge=(judge_ := _judge()[0]),
+    )  # fmt: skip
+    assert _values(scored, "auv") == {("bot", "a1"): 0.0, ("bot", "a2"): 0.0}
+    # "发烧" was never asked: the share stays 1/1, not 2/1; the broken judgement gives no row
+    assert _values(scored, "judge_auv") == {("bot", "a1"): 1.0}
+    assert judge_.failures[judge.MENTION] == 1
+    (request,) = [r for r in _judge_requests(judge_) if r.output is judge.MentionVerdict][:1]
+    assert request.context == {"entities": "- 咳嗽", "later": "1. 不咳，就是头痛。"}
+
+
+def _judge_requests(judge_: judge.Judge) -> list[TeacherRequest[Any]]:
+    backend = judge_.teacher.backend
+    assert isinstance(backend, ScriptedBackend)
+    return sorted(backend.requests, key=lambda r: "坏" in r.context.get("later", ""))
 
 
 def test_bertscore_rows_with_a_real_model(tmp_path: Path) -> None:
