@@ -146,3 +146,30 @@ def test_sampling_is_reproducible_from_its_seed(
     assert sample(7) == first
     assert sample(8) != first
     assert torch.equal(torch.get_rng_state(), rng)  # the caller's random state is untouched
+
+
+def test_the_shared_prefix_cache_changes_no_output(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    requests = [GenerationRequest(p, GREEDY) for p in prompts]
+    policy.prefix_cache = False
+    policy._prefixes.clear()
+    policy._recent = []  # earlier tests' prompts
+    try:
+        uncached = policy.generate(requests)
+        assert not policy._prefixes
+    finally:
+        policy.prefix_cache = True
+    cached = policy.generate(requests)
+    # one prefix per language (the system message and tool schemas): most of each prompt
+    kept = dict(policy._prefixes)
+    assert len(kept) == 2
+    assert all(len(ids) > 0.5 * min(g.prompt_tokens for g in cached) for ids in kept)
+    for with_cache, without in zip(cached, uncached, strict=True):
+        assert with_cache.text == without.text
+        assert with_cache.prompt_tokens == without.prompt_tokens
+        assert with_cache.token_logprobs == pytest.approx(without.token_logprobs, abs=1e-4)
+    # one row at a time reuses those prefixes (computed once), and decodes the same
+    alone = [policy.generate([request])[0] for request in requests]
+    assert all(policy._prefixes[ids] is kv for ids, kv in kept.items())
+    assert [g.text for g in alone] == [g.text for g in uncached]
