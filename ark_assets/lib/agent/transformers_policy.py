@@ -24,12 +24,14 @@ Sampling is reproducible for the same batch: a row's draw depends on the rows sa
 
 **Shared-prefix KV cache** (``prefix_cache``, on by default): every prompt of the loop starts
 with the same system message and tool schemas (about 750 tokens of a 1,000-token prompt with
-SmolLM2's tokenizer, one per language), and MedArk's loop prefills all of it again at every
-step of every dialogue. The policy keeps the keys and values of the prefixes its prompts share
-(with another row of the batch or a prompt of the previous batch; the ``PREFIXES_KEPT`` most
-recently used), each computed once, and starts a batch's generate from them: a row is laid out
-as ``prefix · padding · rest`` (the padding masked; positions follow the mask, so each row sees
-the positions it would alone). Greedy outputs match the uncached ones (tested).
+SmolLM2's tokenizer, one per language), and each step's prompt is the previous step's plus the
+call and the tool turn (a retry: the same prompt); MedArk's loop prefills all of it again at
+every step of every dialogue. The policy keeps the keys and values of the prefixes its prompts
+share (with another row of the batch or a prompt of the previous batch), each computed once —
+a longer one from the longest kept one it extends — least recently used evicted past
+``prefix_cache_tokens``; a batch's generate starts from them: a row is laid out as
+``prefix · padding · rest`` (the padding masked; positions follow the mask, so each row sees the
+positions it would alone). Greedy outputs match the uncached ones (tested).
 """
 
 from __future__ import annotations
@@ -59,19 +61,28 @@ from ark_assets.lib.agent.policy import (
 )
 
 PAD_FALLBACK = "<|endoftext|>"  # Qwen2.5's pad token, for tokenizers that define none
-# A shared prefix shorter than this is not worth caching; at most this many are kept.
+# A shared prefix shorter than this (or only this much longer than one kept) is not worth
+# caching; the kept prefixes hold at most PREFIX_CACHE_TOKENS tokens in all by default
+# (SmolLM2-135M in fp32: 46 KB of keys and values per token).
 MIN_SHARED_PREFIX = 32
-PREFIXES_KEPT = 8
+PREFIX_CACHE_TOKENS = 32_768
 
 
 class TransformersPolicy:
     def __init__(
-        self, model: Any, tokenizer: Any, identity: PolicyIdentity, *, prefix_cache: bool = True
+        self,
+        model: Any,
+        tokenizer: Any,
+        identity: PolicyIdentity,
+        *,
+        prefix_cache: bool = True,
+        prefix_cache_tokens: int = PREFIX_CACHE_TOKENS,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.identity = identity
         self.prefix_cache = prefix_cache
+        self.prefix_cache_tokens = prefix_cache_tokens
         # token prefix -> its keys and values per layer, least recently used first
         self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = (
             OrderedDict()
@@ -258,37 +269,45 @@ class TransformersPolicy:
         return inputs, (self._batch_cache(prefixes, cached) if cached else None)
 
     def _prefixes_of(self, encoded: list[list[int]]) -> list[tuple[int, ...]]:
-        """Each row's longest cached prefix (each row keeps at least one token of its own).
-        A row with none gets, if it is at least ``MIN_SHARED_PREFIX`` long, the longest prefix
-        it shares with another row or a recent prompt (the system message and tool schemas of
-        its language, or the earlier steps of its dialogue), computed now and kept."""
+        """Each row's cached prefix (each row keeps at least one token of its own): the
+        longest it shares with another row or a prompt of the previous batch (the system
+        message and tool schemas of its language; the row's own earlier prompt: its last step,
+        a retry) when that is ``MIN_SHARED_PREFIX`` tokens longer than what is kept — computed
+        now from the longest kept one and kept — else the longest kept."""
         found: list[tuple[int, ...]] = []
         for index, ids in enumerate(encoded):
-            prefix = max(
+            kept = max(
                 (p for p in self._prefixes if len(p) < len(ids) and tuple(ids[: len(p)]) == p),
                 key=len,
                 default=(),
             )
-            if not prefix:
-                others = [*encoded[:index], *encoded[index + 1 :], *self._recent]
-                length = min(max((_common_prefix(ids, o) for o in others), default=0),
-                             len(ids) - 1)  # fmt: skip
-                if length >= MIN_SHARED_PREFIX:
-                    prefix = tuple(ids[:length])
-                    self._prefixes[prefix] = self._prefill(prefix)
+            others = [*encoded[:index], *encoded[index + 1 :], *self._recent]
+            length = min(max((_common_prefix(ids, o) for o in others), default=0), len(ids) - 1)
+            prefix = kept
+            if length >= len(kept) + MIN_SHARED_PREFIX:
+                prefix = tuple(ids[:length])
+                self._prefixes[prefix] = self._prefill(prefix, kept)
             if prefix:
                 self._prefixes.move_to_end(prefix)
             found.append(prefix)
-        while len(self._prefixes) > PREFIXES_KEPT:
-            self._prefixes.popitem(last=False)
-        self._recent = [list(ids) for ids in encoded[-PREFIXES_KEPT:]]
+        in_use = set(found)
+        while sum(map(len, self._prefixes)) > self.prefix_cache_tokens:
+            oldest = next((p for p in self._prefixes if p not in in_use), None)
+            if oldest is None:
+                break
+            del self._prefixes[oldest]
+        self._recent = [list(ids) for ids in encoded]
         return found
 
-    def _prefill(self, prefix: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The keys and values of ``prefix`` alone, per layer (batch 1)."""
+    def _prefill(
+        self, prefix: tuple[int, ...], kept: tuple[int, ...]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The keys and values of ``prefix`` per layer (batch 1), from ``kept``'s (a prefix of
+        it, possibly empty) plus one forward over the tokens after it."""
+        base = DynamicCache(self._prefixes[kept]) if kept else DynamicCache()
         with torch.inference_mode():
-            tensor = torch.tensor([prefix], dtype=torch.long, device=self.model.device)
-            output = self.model(input_ids=tensor, use_cache=True)
+            tensor = torch.tensor([prefix[len(kept) :]], dtype=torch.long, device=self.model.device)
+            output = self.model(input_ids=tensor, cache=base, use_cache=True)
         cache = getattr(output, "cache", None) or output.past_key_values
         return [(layer[0], layer[1]) for layer in cache]
 

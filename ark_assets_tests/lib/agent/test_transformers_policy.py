@@ -173,3 +173,25 @@ def test_the_shared_prefix_cache_changes_no_output(
     alone = [policy.generate([request])[0] for request in requests]
     assert all(policy._prefixes[ids] is kv for ids, kv in kept.items())
     assert [g.text for g in alone] == [g.text for g in uncached]
+
+
+def test_a_longer_step_extends_its_earlier_prompt_cache(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    step = prompts[0] + "It started on Monday and gets worse in the evening. " * 8
+    later = step + "<tool_call>"  # the next step's prompt starts with this one
+    policy.prefix_cache = False
+    try:
+        expected = policy.generate([GenerationRequest(later, GREEDY)])[0]
+    finally:
+        policy.prefix_cache = True
+    policy.forget_prefixes()
+    policy.generate([GenerationRequest(p, GREEDY) for p in prompts])  # the language prefixes
+    policy.generate([GenerationRequest(step, GREEDY)])
+    before = set(policy._prefixes)
+    (result,) = policy.generate([GenerationRequest(later, GREEDY)])
+    (extended,) = set(policy._prefixes) - before
+    step_ids = policy.tokenizer(step, add_special_tokens=False)["input_ids"]
+    assert extended == tuple(step_ids)  # all of the earlier step, from its language's prefix
+    assert result.text == expected.text
+    assert result.token_logprobs == pytest.approx(expected.token_logprobs, abs=1e-4)
