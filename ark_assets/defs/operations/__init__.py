@@ -1,0 +1,1 @@
+"""Operations: what keeps the platform running day to day (dead runs, alerts)."""
