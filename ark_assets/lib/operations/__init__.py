@@ -1,0 +1,1 @@
+"""Operations logic without Dagster: alert payloads and their delivery."""
