@@ -14,7 +14,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from ark_assets.defs.operations.alerts import Alerts, run_failure_alert_sensor
+from ark_assets.defs.operations.alerts import run_failure_alert_sensor
+from ark_assets.defs.operations.resources import Alerts
 from ark_assets.lib.operations.alerts import post
 
 
