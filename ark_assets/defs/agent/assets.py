@@ -15,6 +15,7 @@ from ark_assets.defs.metadata import (
     table_metadata,
 )
 from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.progress import loop_progress
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.defs.training.resources import BaseModel, latest_adapter
@@ -87,9 +88,9 @@ def agent_smoke(
     tokenizer = AutoTokenizer.from_pretrained(base_model.local_path())
     started = time.perf_counter()
     with teacher.open() as refiner:
-        loop = AgentLoop(
-            student, tokenizer, vector_store.index(embedder).retriever(), refiner, settings
-        )
+        retriever = vector_store.index(embedder).retriever()
+        on_step = loop_progress(context.log, f"agent_smoke {batch}", len(items))
+        loop = AgentLoop(student, tokenizer, retriever, refiner, settings, on_step)
         runs = loop.run(items)
     stats = summary(runs, time.perf_counter() - started)
     frame = runs_frame(runs, student.identity, settings, [reference_is_asking(p) for p in items])

@@ -21,6 +21,7 @@ from ark_assets.defs.metadata import (
     table_out,
 )
 from ark_assets.defs.partitions import eval_files
+from ark_assets.defs.progress import loop_progress
 from ark_assets.defs.quality import log_rejections, quarantine_output
 from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
@@ -260,7 +261,8 @@ def _our_predictions(
                 context.log.warning(f"{system} was never materialized: not evaluated")
                 continue
             student = policy.open(base_model.local_path(), adapter)
-            loop = AgentLoop(student, tokenizer, retriever, refiner, settings)
+            on_step = loop_progress(context.log, f"eval {name}", len(sampled))
+            loop = AgentLoop(student, tokenizer, retriever, refiner, settings, on_step)
             context.log.info(f"{name}: {len(sampled)} items through the agent loop")
             predictions = agent_predictions(loop, name, sampled)
             out += [(i.test_set, p) for i, p in zip(sampled, predictions, strict=True)]

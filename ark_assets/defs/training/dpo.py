@@ -22,6 +22,7 @@ from ark_assets.defs.metadata import (
     training_metadata,
 )
 from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.progress import loop_progress
 from ark_assets.defs.quality import phi_free_result
 from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
@@ -163,7 +164,8 @@ def dpo_rejections(
     student = policy.open(base_model.local_path(), adapter)
     started = time.perf_counter()
     with teacher.open() as refiner:
-        runs = _reject(config, paths, student, refiner, vector_store, embedder, base_model)
+        runs = _reject(config, paths, student, refiner, vector_store, embedder, base_model,
+                       context.log)  # fmt: skip
     stats = summary(runs, time.perf_counter() - started)
     context.log.info(f"{stats['ok']}/{stats['prefixes']} final actions ({config.mode}): {stats}")
     frame = rejections_frame(runs, config.mode, student.identity.as_dict())
@@ -179,6 +181,7 @@ def _reject(
     vector_store: VectorStoreResource,
     embedder: EmbedderResource,
     base_model: BaseModel,
+    log: Any,
 ) -> list[Any]:
     from transformers import AutoTokenizer
 
@@ -193,7 +196,8 @@ def _reject(
     )
     tokenizer = AutoTokenizer.from_pretrained(base_model.local_path())
     retriever = vector_store.index(embedder).retriever() if config.mode == "own_path" else None
-    loop = AgentLoop(student, tokenizer, retriever, refiner, settings)  # type: ignore[arg-type]
+    on_step = loop_progress(log, "dpo_rejections", len(paths))
+    loop = AgentLoop(student, tokenizer, retriever, refiner, settings, on_step)  # type: ignore[arg-type]
     if config.mode == "own_path":
         return loop.run(paths)
     return loop.final_from(paths, [prompt_messages(path) for path in paths])

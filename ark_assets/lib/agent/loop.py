@@ -182,9 +182,13 @@ class AgentLoop:
 
     def continue_runs(self, runs: Sequence[AgentRun]) -> None:
         """Advance runs already started (the chat appends a patient turn and continues)."""
+        step = 0
         while active := [r for r in runs if r.running]:
             self._generate(active)
             self._retrieve([r for r in active if r.pending is not None])
+            step += 1
+            if self.on_step:
+                self.on_step(step, len([r for r in runs if r.running]), len(runs))
 
     def _generate(self, active: list[AgentRun]) -> None:
         requests = [self._request(run) for run in active]
