@@ -195,3 +195,24 @@ def test_a_longer_step_extends_its_earlier_prompt_cache(
     assert extended == tuple(step_ids)  # all of the earlier step, from its language's prefix
     assert result.text == expected.text
     assert result.token_logprobs == pytest.approx(expected.token_logprobs, abs=1e-4)
+
+
+def test_kept_prefixes_stay_within_their_token_budget(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    english = [GenerationRequest(p, GREEDY) for p in prompts[0::2]]
+    chinese = [GenerationRequest(p, GREEDY) for p in prompts[1::2]]
+    policy.forget_prefixes()
+    budget = policy.prefix_cache_tokens
+    try:
+        policy.generate(english)
+        (kept,) = policy._prefixes
+        policy.prefix_cache_tokens = len(kept)  # room for one prefix
+        policy.generate(chinese)
+        (newer,) = policy._prefixes  # the least recently used one was evicted
+        assert newer != kept
+        policy.prefix_cache_tokens = 1  # less than the batch in use: that one is kept anyway
+        policy.generate(chinese)
+        assert list(policy._prefixes) == [newer]
+    finally:
+        policy.prefix_cache_tokens = budget
