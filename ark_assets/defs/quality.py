@@ -1,9 +1,10 @@
-"""Check results every layer shares: row contracts (lib.gx), PHI-free scans, quarantine rules;
-and the bounded log of rejected records."""
+"""Check results every layer shares: row contracts (lib.gx), PHI-free scans, quarantine rules,
+failure rates judged by a confidence bound; and the bounded log of rejected records."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,10 @@ from ark_assets.lib.tables import Column
 # A bad file can break thousands of records: the log names the first ones, the quarantine table
 # holds them all.
 LOGGED_REJECTIONS = 20
+# Rate checks block at 95% confidence (two-sided Wilson interval, z = 1.96): a batch too small
+# to tell a bad teacher from bad luck does not halt its chain.
+RATE_CONFIDENCE = 0.95
+_Z = 1.959963984540054  # the standard normal quantile of 1 - (1 - RATE_CONFIDENCE) / 2
 
 
 def log_rejections(
@@ -86,4 +91,40 @@ def phi_free_result(texts: Iterable[str], **result_kwargs: Any) -> dg.AssetCheck
             "by_detector": dg.MetadataValue.json(dict(sorted(residual.items()))),
         },
         **result_kwargs,
+    )
+
+
+def wilson_interval(failed: int, total: int, z: float = _Z) -> tuple[float, float]:
+    """The Wilson score interval of the true rate behind ``failed`` of ``total``; ``(0, 1)``
+    when ``total`` is 0 (no sample says nothing)."""
+    if total <= 0:
+        return 0.0, 1.0
+    rate = failed / total
+    spread = z * math.sqrt(rate * (1 - rate) / total + z * z / (4 * total * total))
+    centre = rate + z * z / (2 * total)
+    scale = 1 + z * z / total
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+
+
+def failure_rate_result(
+    check_name: str, asset_key: str, failed: int, total: int, max_rate: float
+) -> dg.AssetCheckResult:
+    """Fails when the sample shows, at ``RATE_CONFIDENCE``, that more than ``max_rate`` of the
+    items fail: the Wilson interval's lower bound exceeds it. With ``max_rate`` 5%: 1 failure in 4
+    or more passes, 1 in 3 fails; 2 in 10 fails; 5 in 100 passes, 10 in 100 fails; an empty
+    sample passes. The metadata shows the observed rate and both bounds."""
+    lower, upper = wilson_interval(failed, total)
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=lower <= max_rate,
+        metadata={
+            "failed": failed,
+            "total": total,
+            "rate": failed / total if total else 0.0,
+            "rate_lower_bound": round(lower, 4),
+            "rate_upper_bound": round(upper, 4),
+            "confidence": RATE_CONFIDENCE,
+            "max": max_rate,
+        },
     )

@@ -30,6 +30,10 @@ class PolicyResource(dg.ConfigurableResource):
     api_key: str = Field(default="", description="openai: key, if the server wants one.")
     max_concurrency: int = Field(default=8, description="openai: requests in flight.")
     requests_per_minute: int = Field(default=0, description="openai: pace (0: unpaced).")
+    max_connection_failures: int = Field(
+        default=8,
+        description="openai: calls in a row with no answer before the run stops (0: never).",
+    )
     constraint: str = Field(
         default="grammar",
         description="openai: how the server takes the tool-call schema: grammar (GBNF, "
@@ -54,6 +58,7 @@ class PolicyResource(dg.ConfigurableResource):
                 max_concurrency=self.max_concurrency,
                 requests_per_minute=self.requests_per_minute,
                 constraint_param=self.constraint,
+                max_connection_failures=self.max_connection_failures,
             )
         raise ValueError(
             f"unknown policy backend {self.backend!r}: set ARK_POLICY_BACKEND to "
@@ -72,6 +77,7 @@ def build_policy() -> PolicyResource:
         max_concurrency=env_setting("ARK_POLICY_MAX_CONCURRENCY", 8),
         requests_per_minute=env_setting("ARK_POLICY_RPM", 0),
         constraint=env_setting("ARK_POLICY_CONSTRAINT", "grammar"),
+        max_connection_failures=env_setting("ARK_POLICY_MAX_CONNECTION_FAILURES", 8),
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import Field
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
 from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, table_metadata, table_out
 from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.quality import failure_rate_result
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
 from ark_assets.lib.knowledge.store import KnowledgeIndex
@@ -65,13 +66,17 @@ class ArkPathsConfig(dg.Config):
         "a request is re-asked (repair message), and a prefix still asking for nothing fails.",
     )
     max_failure_rate: float = Field(
-        default=0.05, description="Blocking: a larger share of failed prefixes stops downstream."
+        default=0.05,
+        description="Blocking: downstream stops when the failed share of prefixes is, at 95% "
+        "confidence (Wilson lower bound), above this.",
     )
 
 
 class ArkEntitiesConfig(dg.Config):
     max_failure_rate: float = Field(
-        default=0.05, description="Blocking: a larger share of failed replies stops downstream."
+        default=0.05,
+        description="Blocking: downstream stops when the failed share of asking replies is, at "
+        "95% confidence (Wilson lower bound), above this.",
     )
 
 
@@ -98,14 +103,14 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
             "(retrieval rounds, checks, stop reason) and the reply as an ask or a tell.",
             ARK_PATHS,
             ON_NEW_DIALOGUES,
-            code_version="1",
+            code_version="2",
         ),
         "ark_failures": _out(
             "Every prefix the teacher could not complete, with the stage, the error and the "
             "path so far (kept, never dropped).",
             ARK_FAILURES,
             ON_NEW_DIALOGUES,
-            code_version="1",
+            code_version="2",
         ),
     },
     ins={"dialogues": dg.AssetIn(INPUT_DIALOGUES)},
@@ -115,7 +120,11 @@ def _check(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
     pool=TEACHER_POOL,
     check_specs=[
         _check(PREFIXES_ACCOUNTED, "ark_paths", "Every prefix has a path or a failure, once."),
-        _check(PATH_FAILURE_RATE, "ark_paths", "Failed prefixes ≤ max_failure_rate."),
+        _check(
+            PATH_FAILURE_RATE,
+            "ark_paths",
+            "Failed prefixes not above max_failure_rate at 95% confidence (Wilson lower bound).",
+        ),
     ],
 )
 def ark_paths(
@@ -150,29 +159,27 @@ def ark_paths(
         output_name="ark_failures",
         metadata={**table_metadata(failures, ARK_FAILURES), **_json(failure_summary(failures))},
     )
-    yield dg.AssetCheckResult(
-        check_name=PREFIXES_ACCOUNTED,
-        asset_key="ark_paths",
-        passed=accounted(counts),
-        metadata=counts,
+    yield _accounted(PREFIXES_ACCOUNTED, "ark_paths", counts)
+    yield failure_rate_result(
+        PATH_FAILURE_RATE, "ark_paths", failures.height, len(items), config.max_failure_rate
     )
-    yield _failure_rate(PATH_FAILURE_RATE, "ark_paths", failures.height, len(items), config)
 
 
 @dg.multi_asset(
     outs={
         "ark_entities": _out(
             "MedArk stage 2: the seven entity lists (disease, symptom, medcine, surgery, "
-            "body_part, medical_check, concept) of every asking doctor reply.",
+            "body_part, medical_check, concept) of every asking doctor reply; all empty for an "
+            'ask about nothing they name ("多久了？").',
             ARK_ENTITIES,
             dg.AutomationCondition.eager(),
-            code_version="1",
+            code_version="2",
         ),
         "ark_entity_failures": _out(
             "Every asking reply whose entities the teacher could not extract, with the error.",
             ARK_FAILURES,
             dg.AutomationCondition.eager(),
-            code_version="1",
+            code_version="2",
         ),
     },
     ins={"ark_paths": dg.AssetIn()},
@@ -181,9 +188,15 @@ def ark_paths(
     pool=TEACHER_POOL,
     check_specs=[
         _check(
-            ASKING_HAVE_ENTITIES, "ark_entities", "Every asking path has entities or a failure."
+            ASKING_HAVE_ENTITIES,
+            "ark_entities",
+            "Every asking path has an entity row (its lists may be empty) or a failure, once.",
         ),
-        _check(ENTITY_FAILURE_RATE, "ark_entities", "Failed replies ≤ max_failure_rate."),
+        _check(
+            ENTITY_FAILURE_RATE,
+            "ark_entities",
+            "Failed replies not above max_failure_rate at 95% confidence (Wilson lower bound).",
+        ),
     ],
 )
 def ark_entities(
@@ -198,35 +211,31 @@ def ark_entities(
     with teacher.open() as ark_teacher:
         outcome = regenerate(ark_teacher, list(asking.iter_rows(named=True)))
     records, failures = entities_frame(outcome.records), failures_frame(outcome.failures)
-    counts = accounting(keys(asking), records.filter(pl.col("n_entities") > 0), failures)
+    counts = accounting(keys(asking), records, failures)
+    without = int((records["n_entities"] == 0).sum()) if records.height else 0
     yield dg.Output(
         records,
         output_name="ark_entities",
-        metadata={**table_metadata(records, ARK_ENTITIES), **_teacher_metadata(ark_teacher)},
+        metadata={
+            **table_metadata(records, ARK_ENTITIES),
+            "asks_without_entities": without,
+            **_teacher_metadata(ark_teacher),
+        },
     )
     yield dg.Output(
         failures,
         output_name="ark_entity_failures",
         metadata={**table_metadata(failures, ARK_FAILURES), **_json(failure_summary(failures))},
     )
-    yield dg.AssetCheckResult(
-        check_name=ASKING_HAVE_ENTITIES,
-        asset_key="ark_entities",
-        passed=accounted(counts),
-        metadata=counts,
+    yield _accounted(ASKING_HAVE_ENTITIES, "ark_entities", counts)
+    yield failure_rate_result(
+        ENTITY_FAILURE_RATE, "ark_entities", failures.height, asking.height, config.max_failure_rate
     )
-    yield _failure_rate(ENTITY_FAILURE_RATE, "ark_entities", failures.height, asking.height, config)
 
 
-def _failure_rate(
-    name: str, asset: str, failed: int, total: int, config: ArkPathsConfig | ArkEntitiesConfig
-) -> dg.AssetCheckResult:
-    rate = failed / total if total else 0.0
+def _accounted(name: str, asset: str, counts: dict[str, int]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=name,
-        asset_key=asset,
-        passed=rate <= config.max_failure_rate,
-        metadata={"failed": failed, "total": total, "rate": rate, "max": config.max_failure_rate},
+        check_name=name, asset_key=asset, passed=accounted(counts), metadata=counts
     )
 
 

@@ -10,7 +10,9 @@ Configured from the environment (``defs/resources.py`` conventions; a set variab
 - ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``: the OpenAI-compatible endpoint and its key (any
   non-empty string for a local vLLM, Ollama or llama.cpp server);
 - ``ARK_TEACHER_MAX_CONCURRENCY`` (8), ``ARK_TEACHER_RPM`` (0 = no limit),
-  ``ARK_TEACHER_TIMEOUT_S`` (60), ``ARK_TEACHER_MAX_ATTEMPTS`` (4);
+  ``ARK_TEACHER_TIMEOUT_S`` (60, a total deadline per call), ``ARK_TEACHER_MAX_ATTEMPTS`` (4),
+  ``ARK_TEACHER_MAX_CONNECTION_FAILURES`` (8: calls in a row without an answer that stop the
+  run; 0 = never);
 - ``ARK_TEACHER_CACHE``: the cache file (default ``<ARK_DATA_DIR>/cache/teacher.sqlite``).
 """
 
@@ -26,7 +28,12 @@ from pydantic import Field
 from ark_assets.defs.resources import data_dir, env_setting
 from ark_assets.lib.synthesis.backends.rules import RulesBackend
 from ark_assets.lib.synthesis.cache import TeacherCache
-from ark_assets.lib.synthesis.teacher import Backend, RetryPolicy, Teacher
+from ark_assets.lib.synthesis.teacher import (
+    MAX_CONNECTION_FAILURES,
+    Backend,
+    RetryPolicy,
+    Teacher,
+)
 
 BACKENDS = ("rules", "openai", "transformers")
 
@@ -47,8 +54,15 @@ class TeacherResource(dg.ConfigurableResource):
     cache_path: str = Field(description="SQLite file of the teacher cache.")
     max_concurrency: int = Field(default=8, description="Requests in flight at most.")
     requests_per_minute: int = Field(default=0, description="Request starts a minute; 0: no limit.")
-    timeout_s: int = Field(default=60, description="Seconds to wait for one answer.")
+    timeout_s: int = Field(
+        default=60, description="Seconds one call may take, connect to last byte (a deadline)."
+    )
     max_attempts: int = Field(default=4, description="Tries per request (retries included).")
+    max_connection_failures: int = Field(
+        default=MAX_CONNECTION_FAILURES,
+        description="openai: calls in a row that get no answer (refused, reset, timed out) "
+        "before the run stops with what to check; 0: never stop.",
+    )
     temperature: float = Field(default=0.0, description="Sampling temperature (0: greedy).")
     max_tokens: int = Field(default=1024, description="Most tokens in one answer.")
 
@@ -70,6 +84,7 @@ class TeacherResource(dg.ConfigurableResource):
                 timeout_s=self.timeout_s,
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
+                max_connection_failures=self.max_connection_failures,
             )
         if self.backend == "transformers":
             from ark_assets.lib.synthesis.backends.transformers_backend import TransformersBackend
@@ -86,9 +101,10 @@ class TeacherResource(dg.ConfigurableResource):
     def open(self, backend: Backend | None = None) -> Iterator[Teacher]:
         """A teacher on the configured backend (or ``backend``) and the cache, closed after."""
         cache = TeacherCache(Path(self.cache_path))
+        built = backend or self.build_backend()
         try:
             yield Teacher(
-                backend or self.build_backend(),
+                built,
                 cache,
                 retry=RetryPolicy(max_attempts=self.max_attempts),
                 max_concurrency=self.max_concurrency,
@@ -96,6 +112,8 @@ class TeacherResource(dg.ConfigurableResource):
             )
         finally:
             cache.close()
+            if (close := getattr(built, "close", None)) is not None:  # openai: pooled connections
+                close()
 
 
 def build_teacher() -> TeacherResource:
@@ -111,6 +129,9 @@ def build_teacher() -> TeacherResource:
         requests_per_minute=env_setting("ARK_TEACHER_RPM", 0),
         timeout_s=env_setting("ARK_TEACHER_TIMEOUT_S", 60),
         max_attempts=env_setting("ARK_TEACHER_MAX_ATTEMPTS", 4),
+        max_connection_failures=env_setting(
+            "ARK_TEACHER_MAX_CONNECTION_FAILURES", MAX_CONNECTION_FAILURES
+        ),
     )
 
 

@@ -5,8 +5,11 @@ server's own template never applies. The requests of one ``generate`` call run c
 (at most ``max_concurrency`` in flight, starts paced to ``requests_per_minute``) with the
 teacher's retry policy: transient errors (429, 5xx, timeouts, lost connections) are retried
 with backoff; a request that fails every attempt, or that the server rejects, comes back as a
-``Generation`` with ``finish_reason="error"`` for the loop to record; refused credentials or an
-unknown model raise ``PolicyUnavailable``, since no request could succeed.
+``Generation`` with ``finish_reason="error"`` for the loop to record; refused credentials, an
+unknown model, or ``max_connection_failures`` calls in a row without an answer (the circuit
+breaker) raise ``PolicyUnavailable``, since no request could succeed. Calls go through the
+teacher's ``Endpoint`` (lib/synthesis/backends/endpoint.py): ``timeout_s`` is a total deadline,
+answers are size-capped, and any body that is not a completion is a retried, counted error.
 
 A constrained request (the loop's forced Ask or Tell) sends its JSON schema in the request body
 under the field the server understands, chosen by ``constraint_param``:
@@ -34,9 +37,20 @@ from typing import Any, Final
 import openai
 
 from ark_assets.lib.agent.policy import STOP_STRINGS, Generation, GenerationRequest, PolicyIdentity
-from ark_assets.lib.synthesis.backends.openai_backend import translate_error
+from ark_assets.lib.synthesis.backends.endpoint import (
+    Endpoint,
+    count,
+    not_a_completion,
+    translate_error,
+)
 from ark_assets.lib.synthesis.loop import parallel_map
-from ark_assets.lib.synthesis.teacher import Pacer, RejectedRequest, RetryPolicy, TransientError
+from ark_assets.lib.synthesis.teacher import (
+    MAX_CONNECTION_FAILURES,
+    Pacer,
+    RejectedRequest,
+    RetryPolicy,
+    TransientError,
+)
 
 CONSTRAINT_PARAMS: Final = ("grammar", "json_schema", "structured_outputs", "guided_json", "none")
 
@@ -58,6 +72,7 @@ class OpenAIPolicy:
         max_concurrency: int = 8,
         requests_per_minute: float = 0,
         timeout_s: float = 120.0,
+        max_connection_failures: int = MAX_CONNECTION_FAILURES,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int = 0,
@@ -71,9 +86,14 @@ class OpenAIPolicy:
                 f"{', '.join(CONSTRAINT_PARAMS)}: set ARK_POLICY_CONSTRAINT to what the server "
                 "accepts (see ark_assets/lib/agent/openai_policy.py)"
             )
-        # The client's own retries are off: attempts are counted and paced here.
-        self._client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+        self._endpoint = Endpoint(
+            base_url=base_url,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            max_connection_failures=max_connection_failures,
+            url_setting="ARK_POLICY_BASE_URL",
+            breaker_setting="ARK_POLICY_MAX_CONNECTION_FAILURES",
+            unavailable=PolicyUnavailable,
         )
         self._model = model
         self._timeout_s = timeout_s
@@ -110,23 +130,29 @@ class OpenAIPolicy:
             error=f"failed {self.retry.max_attempts} attempts: {error}",
         )
 
+    def close(self) -> None:
+        self._endpoint.close()
+
     def _call(self, request: GenerationRequest) -> Generation:
         self._pacer.wait(self._sleep)
         decoding = request.decoding
+        constraint = self._constraint(request.constraint)  # here, not on the event loop
         try:
             with self._slots:
-                response = self._client.completions.create(
-                    model=self._model,
-                    prompt=request.prompt,
-                    max_tokens=decoding.max_new_tokens,
-                    temperature=decoding.temperature,
-                    top_p=decoding.top_p,
-                    seed=decoding.seed,
-                    stop=list(STOP_STRINGS),
-                    logprobs=1,
-                    extra_body=self._constraint(request.constraint),
+                answer = self._endpoint.call(
+                    lambda client: client.completions.with_streaming_response.create(
+                        model=self._model,
+                        prompt=request.prompt,
+                        max_tokens=decoding.max_new_tokens,
+                        temperature=decoding.temperature,
+                        top_p=decoding.top_p,
+                        seed=decoding.seed,
+                        stop=list(STOP_STRINGS),
+                        logprobs=1,
+                        extra_body=constraint,
+                    )
                 )
-        except openai.APIError as err:
+        except openai.APIStatusError as err:
             raise translate_error(
                 err,
                 model=self._model,
@@ -135,18 +161,7 @@ class OpenAIPolicy:
                 model_settings="ARK_POLICY_MODEL and ARK_POLICY_BASE_URL",
                 unavailable=PolicyUnavailable,
             ) from err
-        if not response.choices:
-            raise RejectedRequest("the server answered without a choice")
-        choice = response.choices[0]
-        logprobs = choice.logprobs.token_logprobs if choice.logprobs else None
-        usage = response.usage
-        return Generation(
-            choice.text,
-            token_logprobs=[float(p) for p in logprobs or [] if p is not None],
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason="length" if choice.finish_reason == "length" else "stop",
-        )
+        return _generation(answer)
 
     def _constraint(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         """The request-body field that carries ``schema`` to this server."""
@@ -170,3 +185,29 @@ class OpenAIPolicy:
                 ) from err
             self._grammars[text] = json_schema_to_gbnf(text)
         return self._grammars[text]
+
+
+def _generation(answer: dict[str, Any]) -> Generation:
+    """The first choice of a completions object: text, log-probabilities, usage; a
+    ``RejectedRequest`` without a choice, a ``TransientError`` when ``answer`` is no completion."""
+    choices = answer.get("choices")
+    if isinstance(choices, list) and not choices:
+        raise RejectedRequest("the server answered without a choice")
+    choice = choices[0] if isinstance(choices, list) else None
+    text = choice.get("text") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or not isinstance(text, str):
+        raise not_a_completion("completion", answer)
+    logprobs = choice.get("logprobs")
+    values = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+    values = values if isinstance(values, list) else []
+    usage = answer.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Generation(
+        text,
+        token_logprobs=[
+            float(p) for p in values if isinstance(p, int | float) and not isinstance(p, bool)
+        ],
+        prompt_tokens=count(usage.get("prompt_tokens")),
+        completion_tokens=count(usage.get("completion_tokens")),
+        finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+    )

@@ -2,8 +2,10 @@
 
 The first pass's ``Response.entities`` come as a by-product of explaining the reply; MedArk
 re-extracts them from the question part of the reply with a dedicated prompt, and the SFT
-``AskAction`` uses these. Each entity must occur in the reply: the teacher is re-asked when none
-does, and entities it invents (absent from the reply) are removed and listed in ``dropped``.
+``AskAction`` uses these. Each entity must occur in the reply: entities the teacher invents
+(absent from the reply) are removed and listed in ``dropped``, and an answer listing entities of
+which none occurs is re-asked. An answer listing none is a valid record with empty lists: MedArk's
+seven lists are optional, and an ask such as "多久了？" ("how long?") names nothing they hold.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def _one(teacher: Teacher, row: Mapping[str, Any]) -> EntityRecord | TeacherFail
 
 def extract(teacher: Teacher, reply: str, language: str) -> tuple[Entities, list[str]]:
     """The entity stage on one reply: the seven lists it asks about (only entities that occur in
-    the reply are kept; the others are returned as dropped). Raises ``TeacherFailure``."""
+    the reply are kept; the others are returned as dropped; all seven may be empty). Raises
+    ``TeacherFailure``."""
     asked = questions.detect(reply, language).questions
     messages = prompts.messages(
         STAGE,
@@ -94,7 +97,8 @@ def extract(teacher: Teacher, reply: str, language: str) -> tuple[Entities, list
     )
 
     def grounded(entities: Entities) -> None:
-        if not any(_occurs(v, reply) for name in ENTITY_FIELDS for v in getattr(entities, name)):
+        listed = [v for name in ENTITY_FIELDS for v in getattr(entities, name)]
+        if listed and not any(_occurs(v, reply) for v in listed):
             raise InvalidOutput("no listed entity occurs in the doctor's reply")
 
     request = TeacherRequest(STAGE, language, Entities, messages, {"reply": reply})

@@ -5,9 +5,10 @@ teacher looks the request up in the persistent cache, otherwise calls the backen
 concurrency cap and a requests-per-minute pace, parses and validates the answer, and retries
 with exponential backoff and jitter on transient errors (429, 5xx, timeouts, connection errors)
 and on invalid answers (bad JSON, schema or contract violations; the next attempt shows the
-model its invalid answer and the error). A request that still fails, or that the server rejects
-for good, raises ``TeacherFailure``, which the loop records; configuration errors
-(``TeacherUnavailable``: bad key, unknown model) stop the run instead.
+model its invalid answer, cut to ``REPAIR_ECHO_CHARS``, and the error). A request that still
+fails, or that the server rejects for good, raises ``TeacherFailure``, which the loop records;
+configuration errors and a dead endpoint (``TeacherUnavailable``: bad key, unknown model, the
+backend's circuit breaker opened) stop the run instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from ark_assets.lib.synthesis.jsontext import InvalidOutput, parse
 from ark_assets.lib.synthesis.models import TeacherIdentity, TeacherOutput
 
 T = TypeVar("T", bound=TeacherOutput)
+# Enough of an invalid answer to show the model its mistake; a runaway answer (megabytes of
+# garbage) is not sent back whole, which would bill it again on every repair.
+REPAIR_ECHO_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,44 @@ class RetryPolicy:
         """Full-jitter exponential backoff; a server's Retry-After is honoured as a minimum."""
         backoff = rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1)))
         return max(backoff, min(retry_after or 0.0, self.max_delay_s))
+
+
+# One failed wave at the default concurrency (8): an endpoint that is down stops the run before
+# any request has used up its retries and been written off as a failure.
+MAX_CONNECTION_FAILURES = 8
+
+
+class CircuitBreaker:
+    """Counts calls in a row, across threads, that got no answer from the endpoint. At ``limit``
+    it opens: that call and every later one raise ``unavailable(message + last error)``. Any
+    answer (an error status too: the server is there) resets the count. ``limit`` 0: never."""
+
+    def __init__(
+        self, limit: int, message: Callable[[int, Exception], str], unavailable: type[Exception]
+    ) -> None:
+        self.limit = limit
+        self._message = message
+        self._unavailable = unavailable
+        self._failures = 0
+        self._opened: str | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raises ``unavailable`` if the breaker is open."""
+        if self._opened is not None:
+            raise self._unavailable(self._opened)
+
+    def answered(self) -> None:
+        with self._lock:
+            self._failures = 0
+
+    def failed(self, error: Exception) -> None:
+        """Counts ``error``; raises ``unavailable`` when this failure opens the breaker."""
+        with self._lock:
+            self._failures += 1
+            if self.limit and self._failures >= self.limit and self._opened is None:
+                self._opened = self._message(self._failures, error)
+        self.check()
 
 
 class Pacer:
@@ -262,10 +304,18 @@ class Teacher:
         return completion
 
 
+def echoed(answer: str) -> str:
+    """What a repair prompt quotes of an invalid answer: all of it up to ``REPAIR_ECHO_CHARS``,
+    else its start and how long it was."""
+    if len(answer) <= REPAIR_ECHO_CHARS:
+        return answer
+    return f"{answer[:REPAIR_ECHO_CHARS]}… [cut: the answer was {len(answer):,} characters]"
+
+
 def _with_repair(request: TeacherRequest[T], answer: str, error: str) -> TeacherRequest[T]:
     """The original request followed by the invalid answer and what was wrong with it."""
     repair = [
-        {"role": "assistant", "content": answer},
+        {"role": "assistant", "content": echoed(answer)},
         {"role": "user", "content": prompts.repair_message(request.language, error)},
     ]
     return replace(request, messages=[*request.messages, *repair])

@@ -52,3 +52,19 @@ def test_invented_entities_only_are_re_asked_then_recorded_as_a_failure() -> Non
     assert not outcome.records and failure.stage == "entities" and failure.attempts == 2
     assert "no listed entity occurs" in failure.error
     assert len(backend.requests) == 2
+
+
+def test_an_ask_about_nothing_the_lists_name_is_a_record_with_none_not_a_failure() -> None:
+    """ "多久了？" ("how long?") is a legitimate ask with no entity: MedArk's lists are optional."""
+    backend = ScriptedBackend(lambda request, n: "{}")
+    teacher = Teacher(backend, retry=RetryPolicy(max_attempts=2), sleep=lambda s: None)
+    outcome = regenerate(teacher, [_row("多久了？"), _row("?", turn=1)])
+    assert not outcome.failures and len(backend.requests) == 2  # accepted at once, not re-asked
+    assert [r.entities.count() for r in outcome.records] == [0, 0]
+    assert all(r.dropped == [] for r in outcome.records)
+
+
+def test_the_rules_teacher_records_a_bare_question_mark_with_no_entity() -> None:
+    outcome = regenerate(Teacher(RulesBackend()), [_row("？"), _row('"\\\x01😀？', turn=1)])
+    assert not outcome.failures
+    assert [r.entities.count() for r in outcome.records] == [0, 0]

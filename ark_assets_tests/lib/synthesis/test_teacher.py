@@ -13,11 +13,13 @@ from ark_assets.lib.synthesis.cache import TeacherCache
 from ark_assets.lib.synthesis.jsontext import InvalidOutput
 from ark_assets.lib.synthesis.models import AskCheck
 from ark_assets.lib.synthesis.teacher import (
+    CircuitBreaker,
     Pacer,
     RetryPolicy,
     Teacher,
     TeacherFailure,
     TeacherRequest,
+    TeacherUnavailable,
     TransientError,
 )
 from ark_assets_tests.lib.synthesis.conftest import ScriptedBackend
@@ -154,3 +156,32 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
     rng = random.Random(1)
     bounds = [max(policy.delay(retry, None, rng) for _ in range(200)) for retry in (1, 2, 3, 6)]
     assert bounds[0] <= 1.0 < bounds[1] <= 2.0 < bounds[2] <= 4.0 and bounds[3] <= 4.0
+
+
+def test_the_breaker_opens_on_failures_in_a_row_across_threads_and_stays_open() -> None:
+    breaker = CircuitBreaker(8, lambda n, e: f"{n} in a row, last: {e}", TeacherUnavailable)
+    for _ in range(7):
+        breaker.failed(TransientError("refused"))
+    breaker.answered()  # an answer in between: the count starts again
+    opened: list[str] = []
+
+    def fail_twice() -> None:
+        for _ in range(2):
+            try:
+                breaker.failed(TransientError("refused"))
+            except TeacherUnavailable as err:
+                opened.append(str(err))
+
+    threads = [threading.Thread(target=fail_twice) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert opened == ["8 in a row, last: refused"]  # the 8th failure since the answer
+    breaker.answered()  # open stays open: a run does not limp on
+    with pytest.raises(TeacherUnavailable, match="8 in a row"):
+        breaker.check()
+    never = CircuitBreaker(0, lambda n, e: "", TeacherUnavailable)
+    for _ in range(100):
+        never.failed(TransientError("refused"))
+    never.check()

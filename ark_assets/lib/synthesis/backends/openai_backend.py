@@ -9,28 +9,32 @@ backend steps down once per server when a request is rejected naming the respons
 3. no response format: the schema in the system prompt and the teacher's tolerant
    parse-and-validate.
 The client's own retries are off: the teacher retries (backoff, jitter, accounting), so every
-attempt is counted.
+attempt is counted. Each call goes through ``endpoint.Endpoint``: a total deadline, a size cap,
+any body read safely, and a circuit breaker that stops the run when the server stops answering.
 """
 
 from __future__ import annotations
 
 import copy
-import email.utils
 import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 from pydantic import BaseModel
 
+from ark_assets.lib.synthesis.backends.endpoint import (
+    MAX_ANSWER_BYTES,
+    Endpoint,
+    count,
+    not_a_completion,
+    translate_error,
+)
 from ark_assets.lib.synthesis.models import TeacherIdentity
 from ark_assets.lib.synthesis.teacher import (
+    MAX_CONNECTION_FAILURES,
     Completion,
-    RejectedRequest,
     TeacherRequest,
-    TeacherUnavailable,
-    TransientError,
     Usage,
 )
 
@@ -63,24 +67,6 @@ def strict_schema(output: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _retry_after(response: Any) -> float | None:
-    """Seconds from a Retry-After (or retry-after-ms) header, if the server sent one."""
-    headers = getattr(response, "headers", None) or {}
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
 class OpenAIBackend:
     def __init__(
         self,
@@ -92,9 +78,15 @@ class OpenAIBackend:
         temperature: float = 0.0,
         max_tokens: int = 1024,
         max_concurrency: int = 64,
+        max_connection_failures: int = MAX_CONNECTION_FAILURES,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        self._client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+        self._endpoint = Endpoint(
+            base_url=base_url,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            max_connection_failures=max_connection_failures,
+            max_answer_bytes=max_answer_bytes,
         )
         self._model = model
         self._temperature = temperature
@@ -110,6 +102,9 @@ class OpenAIBackend:
             model=model,
             note=f"LLM teacher ({model}) at an OpenAI-compatible endpoint on {host}",
         )
+
+    def close(self) -> None:
+        self._endpoint.close()
 
     @property
     def response_format(self) -> str:
@@ -139,26 +134,16 @@ class OpenAIBackend:
             }
         elif form == "json_object":
             extra["response_format"] = {"type": "json_object", "schema": self._schemas[name]}
-        try:
-            response = self._client.chat.completions.create(
+        answer = self._endpoint.call(
+            lambda client: client.chat.completions.with_streaming_response.create(
                 model=self._model,
                 messages=request.messages,  # type: ignore[arg-type]
                 temperature=self._temperature,
                 max_tokens=self._max_tokens,
                 **extra,
             )
-        except openai.APIConnectionError as err:  # timeouts included
-            raise self._translate(err) from err
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content if choice else None) or ""
-        usage = response.usage
-        return Completion(
-            text,
-            Usage(
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-            ),
         )
+        return _completion(answer)
 
     def _translate(self, err: openai.APIError) -> Exception:
         return translate_error(
@@ -170,47 +155,26 @@ class OpenAIBackend:
         )
 
 
-def translate_error(
-    err: openai.APIError,
-    *,
-    model: str,
-    timeout_s: float,
-    key_settings: str,
-    model_settings: str,
-    unavailable: type[Exception] = TeacherUnavailable,
-) -> Exception:
-    """A caller's view of an OpenAI client error: retry (``TransientError``: 429, 5xx, timeout,
-    lost connection), give up on this request (``RejectedRequest``), or stop (``unavailable``:
-    credentials refused or model not served; the message names ``key_settings`` or
-    ``model_settings`` to check). Shared by the teacher and the student policy."""
-    if isinstance(err, openai.APITimeoutError):
-        return TransientError(f"no answer within {timeout_s:g} s")
-    if isinstance(err, openai.APIConnectionError):
-        return TransientError(f"connection failed: {_message(err)}")
-    if not isinstance(err, openai.APIStatusError):
-        return RejectedRequest(f"{type(err).__name__}: {_message(err)}")
-    status = err.status_code
-    if status == 429:
-        return TransientError("429 rate limited", _retry_after(err.response))
-    if status >= 500:
-        return TransientError(f"{status} server error", _retry_after(err.response))
-    if status in (401, 403):
-        return unavailable(f"the endpoint refused the credentials ({status}): check {key_settings}")
-    if status == 404:
-        return unavailable(
-            f"the endpoint does not serve model {model!r} (404): check {model_settings}"
-        )
-    return RejectedRequest(f"{status} from the server: {_message(err)}")
+def _completion(answer: dict[str, Any]) -> Completion:
+    """The assistant message and token usage of a chat-completion object; a ``TransientError``
+    when ``answer`` is not one (a null content is an empty answer, as OpenAI sends refusals)."""
+    choices = answer.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(message, dict) or not isinstance(content, str | None):
+        raise not_a_completion("chat completion", answer)
+    usage = answer.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Completion(
+        content or "",
+        Usage(count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))),
+    )
 
 
 _FORMATS = ("json_schema", "json_object", "none")
 
 
-def _message(err: Exception) -> str:
-    text = str(getattr(err, "message", None) or err)
-    return text if len(text) <= 300 else text[:300] + "…"
-
-
 def _about_response_format(err: openai.APIStatusError) -> bool:
-    text = _message(err).lower()
+    text = str(err.message)[:2000].lower()
     return any(word in text for word in ("response_format", "json_schema", "response format"))
