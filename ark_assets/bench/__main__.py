@@ -11,6 +11,7 @@ from ark_assets.bench.report import DEFAULT_OUT, OUT_ENV, results_path
 BENCHMARKS = (
     ["ark_assets.bench.ingest"],
     ["ark_assets.bench.knowledge"],
+    ["ark_assets.bench.phi"],  # with presidio-evaluator's set only where it is installed
     ["ark_assets.bench.synthesis"],
     ["ark_assets.bench.sft"],  # trains on the demo's records: run after `make demo`
     ["ark_assets.bench.dpo"],  # the demo's DPO triples and SFT adapter: after `make demo`

@@ -19,7 +19,7 @@ from ark_assets.defs.compliance.audit_lineage import AuditError
 from ark_assets.defs.resources import data_dir
 from ark_assets.lib.compliance import audit_report as report
 
-_AUDIT_RESOURCES = ("warehouse", "inbox", "kb_inbox")
+_AUDIT_RESOURCES = ("warehouse", "inbox", "kb_inbox", "artifacts")
 
 CLEAN = 0  # not tainted, no findings
 NOT_RUN = 1  # no Dagster instance, or an unreadable sources manifest

@@ -12,6 +12,7 @@ import dagster as dg
 from ark_assets.cli.instance import dagster_home
 from ark_assets.defs.compliance.deletion import forget, rebuild
 from ark_assets.defs.resources import WAREHOUSE_SCHEMA
+from ark_assets.lib.compliance.targets import InvalidTarget
 from ark_assets.lib.compliance.tombstones import TABLE, NothingToForget
 
 
@@ -26,11 +27,14 @@ def forget_command(args: argparse.Namespace) -> None:
             request = forget(
                 args.target, resources, instance, requested_by=args.by, reason=args.reason
             )
+        except InvalidTarget as err:
+            raise SystemExit(str(err)) from err
         except NothingToForget as err:
             raise SystemExit(f"ark forget: {err}") from err
         print(f"deletion request {request.request_id}: {len(request.tombstones)} tombstone(s)")
         for t in request.tombstones:
-            what = t.conversation_id or f"{t.source_name} sha256 {t.file_sha256 or '?'}"
+            name = t.source_name or t.batch
+            what = t.conversation_id or f"{name!r} sha256 {t.file_sha256 or '?'}"
             print(f"  {t.kind:<12} {what}" + (f"  (batch {t.batch})" if t.batch else ""))
         for path in request.deleted_files:
             print(f"  deleted copy {path}")

@@ -1,4 +1,5 @@
-"""Standard materialization metadata: row counts, column schemas, file digests."""
+"""Standard materialization metadata: row counts, column schemas, file digests, and what a file
+artifact was built with."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from ark_assets.lib.compliance.provenance import BUILT_WITH, build_environment
 from ark_assets.lib.hashing import sha256_file
 from ark_assets.lib.tables import Column
 
@@ -73,22 +75,30 @@ def language_counts(frame: pl.DataFrame) -> dg.MetadataValue:
 
 
 def file_metadata(path: Path) -> dict[str, Any]:
+    """A file artifact's path, sha256 and size, and what built it (``build_metadata``)."""
     return {
         "path": dg.MetadataValue.path(str(path)),
         "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
+        **build_metadata(),
     }
+
+
+def build_metadata() -> dict[str, Any]:
+    """The git commit and package versions of the process that builds the artifact, recorded
+    with it: ``ark audit`` reports these, not the environment it happens to run in."""
+    return {BUILT_WITH: dg.MetadataValue.json(build_environment())}
 
 
 def training_metadata(result: dg.MaterializeResult) -> dict[str, Any]:
     """The trainer's curves for the asset page: the loss per step as a table, and the PNG plots
-    it drew (SFT's loss, DPO's rewards) inline."""
+    it drew (SFT's loss, DPO's rewards) inline; and what the adapter was built with."""
     values = {
         k: v.value if isinstance(v, dg.MetadataValue) else v
         for k, v in (result.metadata or {}).items()
     }
     curve = values.get("loss_curve") or values.get("reward_curve")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = build_metadata()
     if isinstance(curve, list) and curve:
         points = [p for p in curve if "loss" in p]
         out["loss_curve"] = dg.MetadataValue.table(

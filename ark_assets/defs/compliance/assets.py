@@ -50,7 +50,7 @@ class DeidentifyConfig(dg.Config):
             "[PHONE_1]…), consistent within each dialogue: the only dialogues synthesis, "
             "training and evaluation read.",
             DEIDENTIFIED_DIALOGUES,
-            code_version="1",
+            code_version="2",  # 2: phonenumbers, stdnum's resident-ID date and region checks
             tags=PHI_DEIDENTIFIED_TAGS,
             automation=dg.AutomationCondition.eager(),
         ),
@@ -58,7 +58,7 @@ class DeidentifyConfig(dg.Config):
             "One row per replaced span: type, turn, role, offsets, detector, placeholder. Never "
             "the raw value, nor a hash of it.",
             PHI_FINDINGS,
-            code_version="1",
+            code_version="2",
             automation=dg.AutomationCondition.eager(),
         ),
     },

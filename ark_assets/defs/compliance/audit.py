@@ -69,13 +69,14 @@ def build_audit(
     graph = definitions.get_repository_def().asset_graph
     log = EventLog(instance)
     resolved = resolve(target, graph, log)
-    card, lineage = adapter_files(resolved.adapter_dir)
+    card, lineage, lineage_refused = adapter_files(resolved.adapter_dir, stores.artifacts_root)
     recorded_batches = adapter_batches(resolved.record, lineage)
     used = Used({}, {})
     if resolved.record is not None:
         used = walk(graph, log, resolved.record, recorded_batches)
     everything = used.everything()
     artifact = artifact_facts(resolved, graph, card, lineage)
+    artifact["lineage_path_refused"] = lineage_refused
     batches = held_batches(graph, resolved, used, recorded_batches)
     sources = source_files(everything, batches, stores, manifest)
     conversations, digests = conversation_keys(
@@ -107,7 +108,7 @@ def build_audit(
         "phi": phi(stores, batches, everything),
         "deletion": deletion(stores, built_at, holdings),
     }
-    audit["reproduce"] = reproduce(instance, used, card, audit)
+    audit["reproduce"] = reproduce(instance, used, card, audit, resolved.record)
     audit["findings"] = report.findings(audit)
     return audit
 
@@ -152,7 +153,7 @@ ON_ARTIFACT_OR_REQUEST = (
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"json", "markdown"},
     deps=[*AUDITED_ARTIFACTS, DELETION_REQUESTS],
     automation_condition=ON_ARTIFACT_OR_REQUEST,
@@ -172,7 +173,7 @@ def compliance_audit(
     # The whole code location's graph: a run's own job holds only the assets it selected.
     from ark_assets.definitions import defs
 
-    stores = AuditStores(warehouse, inbox, kb_inbox)
+    stores = AuditStores(warehouse, inbox, kb_inbox, artifacts)
     collection = audit_collection(AUDITED_ARTIFACTS, context.instance, defs(), stores)
     audits = collection["artifacts"].values()
     json_path, markdown_path = write_report(

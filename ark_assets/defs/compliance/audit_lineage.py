@@ -17,9 +17,10 @@ from typing import Any
 import dagster as dg
 
 from ark_assets.defs.knowledge.resources import KbInbox
-from ark_assets.defs.resources import DialogueInbox, Warehouse
+from ark_assets.defs.resources import ArtifactStore, DialogueInbox, Warehouse
 from ark_assets.lib.artifacts import package_data
 from ark_assets.lib.compliance import audit_report as report
+from ark_assets.lib.compliance.targets import InvalidTarget, checked_target, resolved_inside
 from ark_assets.lib.training.runs import LINEAGE_FILE
 
 # --- events ------------------------------------------------------------------------------------
@@ -244,12 +245,16 @@ class Target:
 
 
 def resolve(target: str, graph: AssetGraph, log: EventLog) -> Target:
+    try:
+        checked_target(target, "ark audit")
+    except InvalidTarget as err:
+        raise AuditError(str(err)) from err
     keys = {key.to_user_string(): key for key in graph.get_all_asset_keys()}
     if target in keys:
         record = log.latest(keys[target])
         return Target(target, "asset key", keys[target], record, adapter_dir=_adapter_dir(record))
     path = Path(target).expanduser()
-    if path.exists():
+    if _exists(path):
         path = path.resolve()
         found = _find_by_path(path, graph, log)
         if found is not None:
@@ -266,6 +271,13 @@ def resolve(target: str, graph: AssetGraph, log: EventLog) -> Target:
         f"asset key ({', '.join(sorted(keys))}); the path of a file artifact (e.g. "
         f"data/artifacts/exports/tagged.pkl); an adapter directory (one holding {TRAINING_CARD})."
     )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a component longer than the file system allows, a symlink loop
+        return False
 
 
 def _find_by_path(
@@ -293,18 +305,39 @@ def _adapter_dir(record: Materialization | None) -> Path | None:
     return Path(value) if isinstance(value, str) and value else None
 
 
-def adapter_files(adapter_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The adapter's training card and lineage (or the run directory's copy of the lineage)."""
+def adapter_files(
+    adapter_dir: Path | None, artifacts_root: Path | None = None
+) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    """The adapter's training card, its lineage (the copy beside the card, else the run
+    directory's), and the lineage path the card names when it was not read because it lies
+    outside the artifact store: a card is data, and never makes the audit read elsewhere."""
     if adapter_dir is None or not (adapter_dir / TRAINING_CARD).is_file():
-        return {}, None
-    card = json.loads((adapter_dir / TRAINING_CARD).read_text())
+        return {}, None, None
+    card = _json_file(adapter_dir / TRAINING_CARD)
+    if not isinstance(card, dict):
+        raise AuditError(f"ark audit: {adapter_dir / TRAINING_CARD} is not a training card")
+    settings = card.get("settings")
+    recorded = settings.get("lineage_path") if isinstance(settings, dict) else None
+    refused = None
     candidates = [adapter_dir / LINEAGE_FILE]
-    recorded = (card.get("settings") or {}).get("lineage_path")
-    if recorded:
-        candidates.append(Path(recorded))
+    if isinstance(recorded, str) and recorded:
+        inside = resolved_inside(Path(recorded), [artifacts_root] if artifacts_root else [])
+        if inside is None:
+            refused = recorded
+        else:
+            candidates.append(inside)
     lineage_path = next((p for p in candidates if p.is_file()), None)
-    lineage = json.loads(lineage_path.read_text()) if lineage_path else None
-    return card, lineage
+    lineage = _json_file(lineage_path) if lineage_path else None
+    if lineage is not None and not isinstance(lineage, dict):
+        raise AuditError(f"ark audit: {lineage_path} is not a lineage file")
+    return card, lineage, refused
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise AuditError(f"ark audit: cannot read {path}: {err}") from err
 
 
 # --- stores ------------------------------------------------------------------------------------
@@ -314,15 +347,26 @@ MANIFEST_ENV = "ARK_SOURCES_MANIFEST"
 
 @dataclass(frozen=True)
 class AuditStores:
-    """What an audit reads besides the instance: the warehouse and the landing areas."""
+    """What an audit reads besides the instance: the warehouse, the landing areas and the
+    artifact store."""
 
     warehouse: Warehouse
     inbox: DialogueInbox | None = None
     kb_inbox: KbInbox | None = None
+    artifacts: ArtifactStore | None = None  # where a training card's lineage_path may point
 
     @classmethod
     def of(cls, resources: Mapping[str, Any]) -> AuditStores:
-        return cls(resources["warehouse"], resources.get("inbox"), resources.get("kb_inbox"))
+        return cls(
+            resources["warehouse"],
+            resources.get("inbox"),
+            resources.get("kb_inbox"),
+            resources.get("artifacts"),
+        )
+
+    @property
+    def artifacts_root(self) -> Path | None:
+        return Path(self.artifacts.root) if self.artifacts else None
 
 
 def default_manifest_path() -> Path:

@@ -6,11 +6,8 @@ file names, conversation keys): no dialogue text, no PHI value.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import pickle
-import platform
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +25,8 @@ from ark_assets.defs.compliance.audit_lineage import (
     Used,
     recorded_paths,
 )
-from ark_assets.lib.artifacts import package_data
 from ark_assets.lib.compliance import audit_report as report
+from ark_assets.lib.compliance.provenance import BUILT_WITH
 from ark_assets.lib.compliance.tombstones import Identifiers, read_requests
 from ark_assets.lib.hashing import dialogue_sha256, ids_digest, sha256_file, sha256_tree
 from ark_assets.lib.ingest.inbox import batch_key
@@ -469,17 +466,16 @@ def deletion(
 
 # --- reproduce ---------------------------------------------------------------------------------
 
-_PACKAGES = ("dagster", "polars", "duckdb", "chromadb", "torch", "transformers", "peft", "trl")
-
 
 def reproduce(
     instance: dg.DagsterInstance,
     used: Used,
     card: Mapping[str, Any],
     audit: Mapping[str, Any],
+    record: Materialization | None = None,
 ) -> dict[str, Any]:
     """What a rebuild needs: the inputs by content digest, each run's configuration, the code
-    versions, the training settings (seed included) and the environment."""
+    versions, the training settings (seed included) and the environment it was built with."""
     records = used.everything()
     runs: dict[str, dict[str, Any]] = {}
     for m in records:
@@ -529,7 +525,7 @@ def reproduce(
             "base_model_path": card.get("base_model_path"),
             "global_step": card.get("global_step"),
         }
-    reproduce["environment_at_audit"] = _environment()
+    reproduce["built_with"], reproduce["built_with_from"] = built_with(record, card)
     return reproduce
 
 
@@ -540,32 +536,15 @@ def _code_versions(records: Sequence[Materialization]) -> dict[str, set[str]]:
     return versions
 
 
-def _environment() -> dict[str, Any]:
-    """Code and library versions now (the audit's, which a rebuild should match)."""
-    packages: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            packages[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            packages[name] = None
-    return {"git": _git_state(), "python": platform.python_version(), "packages": packages}
-
-
-def _git_state() -> dict[str, Any] | None:
-    here = package_data()
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+def built_with(
+    record: Materialization | None, card: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The git commit and package versions recorded when the artifact was built, and where they
+    were recorded; (None, None) for an artifact built before they were recorded. An adapter's
+    card wins: the trainer process that wrote it (a GPU pod's image, in production) built it."""
+    if isinstance(card.get(BUILT_WITH), dict):
+        return dict(card[BUILT_WITH]), "training card"
+    recorded = record.metadata.get(BUILT_WITH) if record else None
+    if isinstance(recorded, dict):
+        return dict(recorded), "materialization metadata"
+    return None, None

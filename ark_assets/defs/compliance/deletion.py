@@ -1,16 +1,19 @@
 """Deletion requests: record one and, on request, carry it out (ark forget, deletion_request_job).
 
-A request names a conversation (its key) or a source file (a path, whose content digest is
-used, or the name it arrived under). The tombstones go to ``ark.deletion_requests``; the inbox
-and landed copies of a forgotten file are deleted; a materialization of ``deletion_requests`` is
-reported so the UI shows when it happened and which layers are now behind it. ``--rebuild``
-re-materializes every dialogue batch and knowledge-base table the request touches (and the
-exports built from them), after which no DuckDB table, Chroma collection or export holds the
-data. Trained adapters are not retrained here: the audit lists them as tainted until they are.
+A request names a conversation (its key) or a source file: a path in an inbox or landing area
+(its content digest is used; a path anywhere else is refused, so a request never reads a file
+the platform was not given) or the exact name it arrived under. The tombstones go to
+``ark.deletion_requests``; the inbox and landed copies of a forgotten file are deleted; a
+materialization of ``deletion_requests`` is reported so the UI shows when it happened and which
+layers are now behind it. ``--rebuild`` re-materializes every dialogue batch and knowledge-base
+table the request touches (and the exports built from them), after which no DuckDB table, Chroma
+collection or export holds the data. Trained adapters are not retrained here: the audit lists
+them as tainted until they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,13 @@ from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.resources import WAREHOUSE_SCHEMA
 from ark_assets.defs.runs import QUIET_LOGGERS, runnable
 from ark_assets.lib import warehouse
+from ark_assets.lib.compliance.targets import (
+    InvalidTarget,
+    checked_target,
+    is_file_name,
+    is_path,
+    resolved_inside,
+)
 from ark_assets.lib.compliance.tombstones import (
     CONVERSATION,
     TABLE,
@@ -59,21 +69,24 @@ def forget(
     requested_by: str | None = None,
     reason: str = "",
 ) -> Request:
-    """Resolve ``target``, record its tombstones, delete the file copies, report the event."""
-    database = resources["warehouse"].database
-    path = Path(target)
-    digest = sha256_file(path) if path.is_file() else None
-    name = path.name if digest else target
+    """Resolve ``target``, record its tombstones, delete the file copies, report the event.
+
+    Raises InvalidTarget for a target that cannot name anything or a path outside the file
+    stores, NothingToForget for one that names nothing the platform holds."""
+    checked_target(target, "ark forget")
+    digest = _path_digest(target, resources) if is_path(target) else None
     batches = instance.get_dynamic_partitions(str(dialogue_batches.name))
-    with warehouse.connect(database) as conn:
+    arrived = {} if digest else _arrived_as(target, resources.get("inbox"), batches)
+    with warehouse.connect(resources["warehouse"].database) as conn:
         tombstones = [] if digest else resolve_conversation(conn, WAREHOUSE_SCHEMA, target)
         tombstones = tombstones or resolve_source_file(
-            conn, WAREHOUSE_SCHEMA, name, digest, batches
+            conn, WAREHOUSE_SCHEMA, target, digest, batches, arrived
         )
         if not tombstones:
             raise NothingToForget(
                 f"{target!r} is neither a conversation key in ark.tagged_dialogues nor a source "
-                "file (a path, or the name a dialogue/KB file arrived under) the platform holds"
+                "file (a path in an inbox or landing area, or the exact name a dialogue/KB file "
+                "arrived under) the platform holds"
             )
         rows = record_requests(
             conn, WAREHOUSE_SCHEMA, tombstones, requested_by=requested_by, reason=reason
@@ -99,14 +112,58 @@ def forget(
     return Request(request_id, tombstones, deleted, batches_to_rebuild, kb)
 
 
-def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
-    """Inbox and landed copies of forgotten files (matched by content, not by name)."""
-    if not digests:
-        return []
+def _file_stores(resources: dict[str, Any]) -> list[Path]:
+    """The inboxes and landing areas: where the platform keeps the files it was given."""
     folders = []
     for key in ("inbox", "kb_inbox"):
         if key in resources:
             folders += [Path(resources[key].path), Path(resources[key].landing_path)]
+    return folders
+
+
+def _path_digest(target: str, resources: dict[str, Any]) -> str:
+    """The sha256 of the file at path ``target``, which must lie in a file store: the platform
+    never reads a file it was not given (a path elsewhere, a symlink out, a device)."""
+    stores = _file_stores(resources)
+    path = resolved_inside(Path(target), stores)
+    if path is None:
+        raise InvalidTarget(
+            f"ark forget: {target!r} is not in an inbox or landing area "
+            f"({', '.join(map(str, stores))}); forget a file elsewhere by the exact name it "
+            "arrived under"
+        )
+    if not path.is_file():
+        raise InvalidTarget(f"ark forget: {target!r} is not a file")
+    try:
+        return sha256_file(path)
+    except OSError as err:
+        raise InvalidTarget(f"ark forget: cannot read {target!r}: {err.strerror}") from err
+
+
+def _arrived_as(name: str, inbox: Any, batches: Sequence[str]) -> dict[str, str]:
+    """Registered dialogue batches whose file arrived as exactly ``name``, with its sha256: the
+    landed copy carries the name, or the inbox file of that name hashes to the batch's key."""
+    if inbox is None or not is_file_name(name):
+        return {}
+    landing, folder = Path(inbox.landing_path), Path(inbox.path)
+    arrived = {}
+    for batch in (b for b in batches if is_file_name(b)):
+        landed = landing / batch / name
+        if landed.is_file() and not landed.is_symlink():
+            arrived[batch] = sha256_file(landed)
+    dropped = folder / name
+    if dropped.is_file() and not dropped.is_symlink():
+        digest = sha256_file(dropped)
+        if (key := batch_key(name, digest)) in batches:
+            arrived[key] = digest
+    return arrived
+
+
+def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
+    """Inbox and landed copies of forgotten files (matched by content, not by name)."""
+    if not digests:
+        return []
+    folders = _file_stores(resources)
     # Landed copies sit in batch-key folders (<name>__<sha256 prefix>/): only those can match.
     prefixes = {batch_digest(batch_key("", digest)) for digest in digests}
     deleted = []
@@ -115,7 +172,8 @@ def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
             landed = file.parent != folder
             if landed and batch_digest(file.parent.name) not in prefixes:
                 continue
-            if file.is_file() and sha256_file(file) in digests:
+            # A symlink is not a copy the platform keeps, and what it points at is not ours.
+            if file.is_file() and not file.is_symlink() and sha256_file(file) in digests:
                 file.unlink()
                 deleted.append(file)
                 if landed and not any(file.parent.iterdir()):

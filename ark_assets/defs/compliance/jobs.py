@@ -5,10 +5,15 @@ from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import KbInbox
 from ark_assets.defs.resources import DialogueInbox, Warehouse
+from ark_assets.lib.compliance.targets import InvalidTarget
+from ark_assets.lib.compliance.tombstones import NothingToForget
 
 
 class DeletionRequestConfig(dg.Config):
-    target: str = Field(description="Conversation key, or a source file's name or path.")
+    target: str = Field(
+        description="Conversation key, a source file's exact name as it arrived, or its path in "
+        "an inbox or landing area."
+    )
     requested_by: str = Field(description="Who asks (recorded in ark.deletion_requests).")
     reason: str = Field(default="", description="Why, e.g. a ticket number; no personal data.")
 
@@ -24,13 +29,17 @@ def record_deletion_request(
     from ark_assets.defs.compliance.deletion import forget
 
     resources = {"warehouse": warehouse, "inbox": inbox, "kb_inbox": kb_inbox}
-    request = forget(
-        config.target,
-        resources,
-        context.instance,
-        requested_by=config.requested_by,
-        reason=config.reason,
-    )
+    try:
+        request = forget(
+            config.target,
+            resources,
+            context.instance,
+            requested_by=config.requested_by,
+            reason=config.reason,
+        )
+    except (InvalidTarget, NothingToForget) as err:
+        # The Launchpad shows a Failure's description; anything else as a stack trace.
+        raise dg.Failure(description=str(err)) from err
     context.log.info(
         f"deletion request {request.request_id}: {len(request.tombstones)} tombstone(s); "
         f"rematerialize batches {request.batches or 'none'}"

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ark_assets.defs.knowledge.resources import EmbedderResource, KbInbox, VectorStoreResource
 from ark_assets.defs.metadata import (
+    build_metadata,
     column_schema,
     file_metadata,
     language_counts,
@@ -62,7 +63,7 @@ class KbSourcesConfig(dg.Config):
             "The knowledge base: every QA pair in the KB inbox, normalised, one row per distinct "
             "doc_id.",
             KB_SOURCES,
-            code_version="1",
+            code_version="2",
             per_batch=False,
         ),
         "kb_quarantined_records": table_out(
@@ -182,6 +183,7 @@ def kb_index(
     digest = content_digest(index.embedder.identity, kb_sources["doc_id"])
     return dg.MaterializeResult(
         metadata={
+            **build_metadata(),
             **vector_store.location_metadata(),
             "collection": index.name,
             "embedder": index.embedder.identity,

@@ -10,7 +10,9 @@ Audit layout (``SCHEMA``): ``target``, ``generated_at``, ``artifact``, ``upstrea
 upstream asset: code versions, the materializations used, their partitions), ``checks``,
 ``sources`` (files with sha256, arrival, source and licence from the manifest),
 ``conversations``, ``teacher``, ``knowledge_base``, ``base_model``, ``phi``, ``deletion``
-(tainted + matching requests), ``reproduce`` and ``findings``.
+(tainted + matching requests), ``reproduce`` (with ``built_with``: the git commit and package
+versions recorded when the artifact was built) and ``findings``. ``ark-audit/2`` replaced
+``/1``'s ``reproduce.environment_at_audit`` (the auditor's environment) with ``built_with``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import yaml
 
 from ark_assets.lib.compliance.tombstones import Identifiers
 
-SCHEMA = "ark-audit/1"
+SCHEMA = "ark-audit/2"
 UNLISTED = "unlisted"
 # A field named like a credential (api_key, hf_token, db_password; not max_tokens).
 _SECRET = re.compile(r"(?:^|_)(?:key|token|secret|password|credentials?)(?:$|_)", re.IGNORECASE)
@@ -224,6 +226,11 @@ def findings(audit: Mapping[str, Any]) -> list[str]:
         )
     if artifact.get("superseded"):
         found.append("a newer materialization of this asset exists: this audit is of an older one")
+    if artifact.get("lineage_path_refused"):
+        found.append(
+            f"the training card names a lineage file outside the artifact store "
+            f"({artifact['lineage_path_refused']}): not read; check where this adapter came from"
+        )
     if artifact.get("matches_disk") is False:
         found.append(
             f"the file at {artifact.get('path')} no longer matches the recorded sha256: it was "
@@ -461,16 +468,13 @@ def _checks_table(checks: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _reproduce_summary(reproduce: Mapping[str, Any]) -> list[str]:
     inputs = reproduce.get("inputs") or {}
-    git = (reproduce.get("environment_at_audit") or {}).get("git") or {}
     rows = [
         f"- inputs: {len(inputs.get('source_files', []))} source file(s), "
         f"{len(inputs.get('batches') or [])} batch(es), conversations sha256 "
         f"`{inputs.get('conversations_sha256')}`",
         f"- runs: {len(reproduce.get('runs', {}))}, each with its run configuration below",
+        f"- built with: {_built_with(reproduce)}",
     ]
-    if git:
-        dirty = " (with uncommitted changes)" if git.get("dirty") else ""
-        rows.append(f"- code at audit time: git {git.get('commit')}{dirty}")
     training = reproduce.get("training") or {}
     settings, provenance = training.get("settings") or {}, training.get("provenance") or {}
     if training:
@@ -480,6 +484,22 @@ def _reproduce_summary(reproduce: Mapping[str, Any]) -> list[str]:
             f"{training.get('global_step')} steps"
         )
     return rows
+
+
+def _built_with(reproduce: Mapping[str, Any]) -> str:
+    """The build's code and packages, as recorded when it was built (never the auditor's)."""
+    built = reproduce.get("built_with")
+    if not built:
+        return "not recorded (built before ark-assets recorded its build environment)"
+    git = built.get("git") or {}
+    code = f"git {git.get('commit')}" if git else "no git checkout"
+    if git.get("dirty"):
+        code += " with uncommitted changes"
+    packages = ", ".join(f"{k} {v}" for k, v in (built.get("packages") or {}).items() if v)
+    return (
+        f"{code}, Python {built.get('python')}; {packages} "
+        f"(from the {reproduce.get('built_with_from')})"
+    )
 
 
 def _deletion(deletion: Mapping[str, Any]) -> list[str]:

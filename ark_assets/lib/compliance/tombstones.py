@@ -200,11 +200,16 @@ def resolve_source_file(
     target: str,
     file_sha256: str | None,
     batches: Iterable[str] = (),
+    arrived: Mapping[str, str] | None = None,
 ) -> list[Tombstone]:
-    """Dialogue batches and KB files whose content digest (or, without one, whose name) match.
+    """Dialogue batches and KB files whose content digest (or, without one, whose name as it
+    arrived, exactly) match ``target``.
 
-    ``batches`` are the registered partition keys (``<name>__<sha12>``), so a batch that never
-    materialized can be forgotten too."""
+    ``batches`` are the registered partition keys (``<name>__<sha12>``): with a digest, a
+    registered batch that never materialized is matched on its key's digest prefix. A key holds
+    the *sanitised* name (``my file.jsonl`` → ``my_file.jsonl``), so names are never matched on
+    keys: ``arrived`` maps the registered batches known to have arrived under the name
+    ``target`` (from their landed or inbox copy) to that file's sha256."""
     found: dict[tuple[str, str | None], Tombstone] = {}
     where = "file_sha256 = ?" if file_sha256 else "source_file = ?"
     value = file_sha256 or target
@@ -220,14 +225,18 @@ def resolve_source_file(
             found[(digest, batch)] = Tombstone(
                 SOURCE_FILE, target, file_sha256=digest, batch=batch, source_name=name
             )
-    for batch in batches:
-        name, _, prefix = batch.rpartition("__")
-        if (file_sha256 and file_sha256.startswith(prefix)) or (not file_sha256 and name == target):
-            known = [t for t in found.values() if t.batch == batch]
-            if not known:
-                found[(file_sha256 or prefix, batch)] = Tombstone(
-                    SOURCE_FILE, target, file_sha256=file_sha256, batch=batch, source_name=name
-                )
+    pending: dict[str, tuple[str | None, str | None]] = {}  # batch -> (file sha256, name)
+    if file_sha256:
+        for batch in batches:
+            if file_sha256.startswith(batch.rpartition("__")[2]):
+                pending[batch] = (file_sha256, None)
+    else:
+        pending = {batch: (digest, target) for batch, digest in (arrived or {}).items()}
+    for batch, (digest, name) in pending.items():
+        if not any(t.batch == batch for t in found.values()):
+            found[(digest or batch, batch)] = Tombstone(
+                SOURCE_FILE, target, file_sha256=digest, batch=batch, source_name=name
+            )
     return sorted(found.values(), key=lambda t: (t.batch or "", t.source_name or ""))
 
 

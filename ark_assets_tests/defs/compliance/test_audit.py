@@ -31,6 +31,7 @@ from ark_assets.defs.compliance.audit import build_audit
 from ark_assets.defs.compliance.audit_lineage import AuditError
 from ark_assets.defs.partitions import dialogue_batches
 from ark_assets.defs.training.resources import BaseModel
+from ark_assets.lib.compliance.provenance import BUILT_WITH, build_environment
 from ark_assets.lib.compliance.tombstones import CONVERSATION, TABLE, Tombstone, record_requests
 from ark_assets.lib.hashing import sha256_file
 from ark_assets.lib.warehouse import connect
@@ -191,6 +192,13 @@ def test_adapter_audit_carries_lineage_checks_and_what_a_rebuild_needs(demo: Dem
     }
     assert reproduce["code_versions"]["sft_adapter"] == declared[dg.AssetKey("sft_adapter")]
     assert reproduce["inputs"]["base_model"]["sha256"] == audit["base_model"]["sha256"]
+    # The trainer process's environment, from the card it wrote; the materialization carries
+    # the asset process's too.
+    assert reproduce["built_with_from"] == "training card"
+    assert reproduce["built_with"] == build_environment()  # the same checkout and venv here
+    adapter = demo.platform.instance.get_latest_materialization_event(dg.AssetKey("sft_adapter"))
+    assert adapter and adapter.asset_materialization
+    assert adapter.asset_materialization.metadata[BUILT_WITH].value == build_environment()
     json.dumps(audit)  # JSON-serialisable as is
 
 

@@ -246,6 +246,24 @@ def test_the_ui_job_records_a_deletion_request(platform: Platform) -> None:
     assert _count(platform, "deidentified_dialogues", key) == 0
 
 
+def test_the_ui_job_fails_with_the_reason_on_a_target_that_names_nothing(
+    platform: Platform,
+) -> None:
+    job = platform.defs.get_job_def("deletion_request_job")
+    for target, reason in (("", "the target is empty"), ("/etc/passwd", "not in an inbox")):
+        config = {"target": target, "requested_by": "privacy-office"}
+        result = job.execute_in_process(
+            run_config={"ops": {"record_deletion_request": {"config": config}}},
+            instance=platform.instance,
+            resources=platform.resources,
+            raise_on_error=False,
+        )
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        assert (
+            not result.success and reason in failure.step_failure_data.user_failure_data.description
+        )
+
+
 def test_forget_a_dialogue_file_empties_its_batch_and_deletes_its_copies(
     platform: Platform, tiny_model: Path
 ) -> None:
@@ -267,7 +285,10 @@ def test_forget_a_dialogue_file_empties_its_batch_and_deletes_its_copies(
     landed = platform.root / "landing" / batch
     assert landed.is_dir() and (platform.inbox / dropped.name).exists()
 
-    request = forget(str(dropped), platform.resources, platform.instance, reason="T-3")
+    # By path: the inbox copy (a path outside the inbox and landing area is refused).
+    request = forget(
+        str(platform.inbox / dropped.name), platform.resources, platform.instance, reason="T-3"
+    )
     assert [(t.kind, t.batch) for t in request.tombstones] == [(SOURCE_FILE, batch)]
     assert request.batches == [batch] and not landed.exists()
     assert not (platform.inbox / dropped.name).exists()

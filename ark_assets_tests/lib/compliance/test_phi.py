@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from ark_assets.lib.compliance import phi
-from ark_assets.lib.compliance.phi import find_phi, redact_dialogue, resident_id_valid
+from ark_assets.lib.compliance.phi import (
+    find_phi,
+    redact_dialogue,
+    resident_id_valid,
+    resident_region_known,
+)
 from ark_assets.testing.phi_eval import ALL, build_examples, evaluate, resident_id
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,6 +71,11 @@ POSITIVE = [
     ("en", "Dr. John Placeholder will call.", phi.NAME, "John Placeholder"),
     ("en", "Hi, I'm Jane Testperson, DOB", phi.NAME, "Jane Testperson"),
     ("en", "Thanks Mrs. Sampleton!", phi.NAME, "Sampleton"),
+    # Numbers of other plans, which only phonenumbers' matcher knows (fictional ranges).
+    ("en", "My sister in London: +44 20 7946 0958.", phi.PHONE, "+44 20 7946 0958"),
+    ("en", "In Paris call +33 1 23 45 67 89 please", phi.PHONE, "+33 1 23 45 67 89"),
+    ("zh", "我在德国，电话+49 30 12345678。", phi.PHONE, "+49 30 12345678"),
+    ("zh", "日本的号码是+81 3-1234-5678", phi.PHONE, "+81 3-1234-5678"),
 ]
 
 
@@ -95,6 +105,12 @@ NEGATIVE = [
     ("en", "I'm allergic to Sulfa. I'm Feeling better since Monday."),
     ("en", "Mark the days when it starts. I went to the Emergency Room."),
     ("en", "The Pulmonary Medicine Clinic ordered a CT. Take it in May."),
+    # What phonenumbers' matcher takes for numbers: a timestamp with its space lost, an IP.
+    ("zh", "补充问题1：(2011-05-0519:36:43)5月份B超描述"),
+    ("zh", "回复人的回复2012112902：13：28会好的"),
+    ("en", "BP 145-100 at 7:30, ranges 90-120 and 350-600 per minute."),
+    # ", ID" before a ZIP code is Idaho in an address, not an ID label.
+    ("en", "We moved from Boise, ID 83702 in spring."),
 ]
 
 
@@ -108,14 +124,31 @@ def test_medical_content_is_not_phi(language: str, text: str) -> None:
     assert found(text, language) == []
 
 
-def test_resident_id_checksum() -> None:
+def _with_check_digit(body: str) -> str:
+    return next(body + c for c in "0123456789X" if resident_id_valid(body + c))
+
+
+def test_resident_id_checksum_date_and_region() -> None:
     assert resident_id_valid("11010519491231002X")  # the standard's worked example
     assert not resident_id_valid("110105194912310021")
     assert not resident_id_valid("000000199013011230")  # month 13, whatever the check digit
+    # A day the calendar lacks (python-stdnum's date check; the old rule took any day <= 31).
+    assert not any(resident_id_valid(f"11010519900230123{c}") for c in "0123456789X")
     fake = resident_id(random.Random(1))
     assert fake.startswith("000000") and resident_id_valid(fake)
-    assert found(f"号码{fake}。", "zh") == [(phi.ID, fake)]
-    assert found(f"号码{fake[:-1]}{'0' if fake[-1] != '0' else '1'}。", "zh") == []
+    # Unlabelled, a number needs a region python-stdnum knows, in any year: 大新县 got 451424
+    # in 2002, and people born before then who got their number after carry it (stdnum's own
+    # is_valid rejects them); 451499 is no county (stdnum's is_valid raises KeyError on it).
+    recoded, unknown = (
+        _with_check_digit("45142419870801825"),
+        _with_check_digit("45149919870801825"),
+    )
+    assert resident_region_known(recoded) and not resident_region_known(unknown)
+    assert found(f"号码{recoded}。", "zh") == [(phi.ID, recoded)]
+    assert found(f"号码{unknown}。", "zh") == found(f"号码{fake}。", "zh") == []
+    assert found(f"号码{recoded[:-1]}{'0' if recoded[-1] != '0' else '1'}。", "zh") == []
+    # Under a label any number is an ID, a fictional region or a typo included.
+    assert found(f"身份证号{fake}。", "zh") == [(phi.ID, fake)]
 
 
 def test_overlaps_keep_the_longest_span() -> None:

@@ -85,10 +85,32 @@ def test_source_files_resolve_by_digest_name_or_registered_batch(
     assert (by_digest.batch, by_digest.source_name) == ("a.jsonl__aaaaaaaaaaaa", "a.jsonl")
     (by_name,) = resolve_source_file(conn, SCHEMA, "b.jsonl", None)
     assert by_name.file_sha256 == "bbbbbbbbbbbb".ljust(64, "0")
-    # Registered by the sensor but never materialized: only the partition key knows it.
-    (pending,) = resolve_source_file(conn, SCHEMA, "c.jsonl", None, ["c.jsonl__cccccccccccc"])
-    assert pending.batch == "c.jsonl__cccccccccccc"
-    assert resolve_source_file(conn, SCHEMA, "d.jsonl", None, ["c.jsonl__cccccccccccc"]) == []
+    # Registered by the sensor but never materialized: the partition key knows its digest…
+    pending_digest = "cccccccccccc".ljust(64, "1")
+    registered = ["c.jsonl__cccccccccccc"]
+    (pending,) = resolve_source_file(conn, SCHEMA, "x.jsonl", pending_digest, registered)
+    assert (pending.batch, pending.file_sha256) == ("c.jsonl__cccccccccccc", pending_digest)
+    # …and, by name, the caller's lookup of what arrived under exactly that name.
+    arrived = {"c.jsonl__cccccccccccc": pending_digest}
+    (named,) = resolve_source_file(conn, SCHEMA, "c.jsonl", None, registered, arrived)
+    assert (named.batch, named.file_sha256, named.source_name) == (
+        "c.jsonl__cccccccccccc", pending_digest, "c.jsonl",
+    )  # fmt: skip
+    assert resolve_source_file(conn, SCHEMA, "d.jsonl", None, registered) == []
+
+
+def test_a_name_never_matches_the_sanitised_name_in_a_batch_key(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    # "my file.jsonl" arrived as batch my_file.jsonl__…: forgetting "my_file.jsonl" must not
+    # touch it, materialized or not.
+    sanitised = "my_file.jsonl__dddddddddddd"
+    assert resolve_source_file(conn, SCHEMA, "my_file.jsonl", None, [sanitised]) == []
+    assert resolve_source_file(conn, SCHEMA, "my_file.jsonl", None, [sanitised], {}) == []
+    (exact,) = resolve_source_file(
+        conn, SCHEMA, "my file.jsonl", None, [sanitised], {sanitised: "d" * 64}
+    )
+    assert exact.batch == sanitised
 
 
 def test_exclusion_matches_any_identifying_column() -> None:
