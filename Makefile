@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA := data
 export DAGSTER_HOME := $(CURDIR)/$(DATA)/dagster_home
 
-.PHONY: demo test lint secrets ui bench install lock clean
+.PHONY: demo test lint secrets ui bench install lock clean warehouse-docs postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +60,15 @@ lint: install
 secrets: install  # pragma: allowlist secret (detect-secrets reads "secrets: install")
 	$(BIN)/pytest -q ark_assets_tests/test_hygiene.py
 
-test: lint secrets $(VENV)/.llm-test
+# The Postgres instance test (ark_assets_tests/defs/operations/test_postgres_instance.py) starts
+# a real server from Debian's postgresql: installed here when no initdb is found (as root, as CI
+# runs). Where it cannot be installed the test is skipped and says why.
+postgresql:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } || \
+	  echo "postgresql could not be installed: the Postgres instance test will be skipped" >&2
+
+test: lint secrets $(VENV)/.llm-test postgresql
 	$(BIN)/pytest --ignore=ark_assets_tests/test_hygiene.py
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
@@ -68,6 +76,12 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 
 bench: install
 	$(BIN)/python -m ark_assets.bench
+
+# The warehouse models' docs for analysts (dbt docs generate, under the warehouse lock): open
+# dbt_like_sql/target/index.html, or serve them with `.venv/bin/ark dbt docs serve`.
+warehouse-docs: install
+	$(BIN)/ark dbt docs generate
+	@echo "docs: dbt_like_sql/target/index.html (serve: $(BIN)/ark dbt docs serve --port 8580)"
 
 clean:
 	rm -rf $(DATA)

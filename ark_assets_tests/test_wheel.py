@@ -27,6 +27,8 @@ from ark_assets_tests.lib.training.paths import ask_path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "ark_assets"
+DBT_PROJECT = REPO / "dbt_like_sql"  # ships beside the package (lib/warehouse/project.py)
+_NOT_SHIPPED = ("__pycache__", "target", "logs")  # caches, dbt's parse and run output
 
 _RENDER = """
 import json, sys
@@ -89,6 +91,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(PACKAGE, source / "ark_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        DBT_PROJECT, source / DBT_PROJECT.name, ignore=shutil.ignore_patterns(*_NOT_SHIPPED)
+    )
     pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
     dist = root / "dist"
     # No build isolation: offline, and setuptools (a dev dependency) is already here.
@@ -114,11 +119,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_wheel_ships_every_package_file(installed: Installed) -> None:
     source = {
         path.relative_to(REPO).as_posix()
-        for path in PACKAGE.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        for top in (PACKAGE, DBT_PROJECT)
+        for path in top.rglob("*")
+        if path.is_file() and not set(path.relative_to(top).parts) & set(_NOT_SHIPPED)
     }
     with zipfile.ZipFile(installed.wheel) as wheel:
-        shipped = {name for name in wheel.namelist() if name.startswith("ark_assets/")}
+        shipped = {
+            name for name in wheel.namelist() if name.startswith(("ark_assets/", "dbt_like_sql/"))
+        }
     missing = sorted(source - shipped)
     assert not missing, f"not in the wheel (add them to [tool.setuptools.package-data]): {missing}"
 

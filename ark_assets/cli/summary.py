@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
-from ark_assets.lib.warehouse import table_exists, warehouse_lock
+from ark_assets.lib.warehouse import read_only, table_exists
 
 _COUNTS = {
     "dialogues accepted": "select count(*) from ark.raw_dialogues",
@@ -31,7 +29,7 @@ def warehouse_counts(database: Path) -> dict[str, int]:
     if not database.exists():
         return {}
     counts: dict[str, int] = {}
-    with warehouse_lock(database), duckdb.connect(str(database), read_only=True) as conn:
+    with read_only(database) as conn:
         for label, sql in _COUNTS.items():
             table = sql.split(" from ark.")[1].split()[0]
             if table_exists(conn, "ark", table):
@@ -46,7 +44,7 @@ def warehouse_counts(database: Path) -> dict[str, int]:
 
 
 def rules_quarantined(database: Path) -> dict[str, int]:
-    with warehouse_lock(database), duckdb.connect(str(database), read_only=True) as conn:
+    with read_only(database) as conn:
         if not table_exists(conn, "ark", "quarantined_records"):
             return {}
         rows = conn.execute(

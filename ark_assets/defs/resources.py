@@ -20,6 +20,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager
 from dagster_duckdb_polars.duckdb_polars_type_handler import DuckDBPolarsTypeHandler
+from pydantic import Field
 
 from ark_assets.lib import warehouse
 from ark_assets.lib.compliance.tombstones import Identifiers, read_requests
@@ -45,7 +46,9 @@ class _LockedDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context, _) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(context.resource_config["database"]) as conn:
+        config = context.resource_config
+        wait = lock_wait(config.get("lock_timeout_s", warehouse.DEFAULT_LOCK_TIMEOUT_S))
+        with warehouse.connect(config["database"], wait) as conn:
             yield conn
 
     @staticmethod
@@ -70,8 +73,19 @@ class _TypedPolarsHandler(DuckDBPolarsTypeHandler):
         super().handle_output(context, table_slice, obj, connection)
 
 
+def lock_wait(timeout_s: float) -> warehouse.LockWait:
+    """How long a warehouse connection waits for the lock; the reason goes to the run's log."""
+    return warehouse.LockWait(timeout_s=timeout_s, log=dg.get_dagster_logger().warning)
+
+
 class WarehouseIOManager(DuckDBPolarsIOManager):
     """Polars frames in the DuckDB warehouse, one writer at a time, each write atomic."""
+
+    lock_timeout_s: int = Field(
+        default=warehouse.DEFAULT_LOCK_TIMEOUT_S,
+        description="Seconds a write waits for the warehouse (another step, an open DuckDB "
+        "session) before it fails (ARK_WAREHOUSE_LOCK_TIMEOUT_S).",
+    )
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
@@ -93,11 +107,27 @@ class Warehouse(dg.ConfigurableResource):
 
     database: str
     schema_name: str = WAREHOUSE_SCHEMA
+    lock_timeout_s: int = Field(
+        default=warehouse.DEFAULT_LOCK_TIMEOUT_S,
+        description="Seconds a connection waits for the warehouse (another step, an open DuckDB "
+        "session) before it fails (ARK_WAREHOUSE_LOCK_TIMEOUT_S).",
+    )
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.database) as conn:
+        with warehouse.connect(self.database, lock_wait(self.lock_timeout_s)) as conn:
             yield conn
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """The warehouse locked for a subprocess that opens it itself (a dbt build)."""
+        with warehouse.held(self.database, lock_wait(self.lock_timeout_s)):
+            yield
+
+    def tables(self) -> set[str]:
+        """The tables of the platform's schema (``ark``) that exist now."""
+        with self.connect() as conn:
+            return warehouse.existing_tables(conn, self.schema_name)
 
     def read(self, table: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame | None:
         """Run ``sql`` (which may name ``{table}``) if the table exists; None otherwise."""
@@ -144,9 +174,12 @@ def build_resources() -> dict[str, Any]:
     base = data_dir()
     setting = env_setting
     database = setting("ARK_WAREHOUSE", str(base / "warehouse.duckdb"))
+    lock_timeout_s = setting("ARK_WAREHOUSE_LOCK_TIMEOUT_S", warehouse.DEFAULT_LOCK_TIMEOUT_S)
     return {
-        "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
-        "warehouse": Warehouse(database=database),
+        "io_manager": WarehouseIOManager(
+            database=database, schema=WAREHOUSE_SCHEMA, lock_timeout_s=lock_timeout_s
+        ),
+        "warehouse": Warehouse(database=database, lock_timeout_s=lock_timeout_s),
         "inbox": DialogueInbox(
             path=setting("ARK_INBOX_DIR", str(base / "inbox")),
             landing_path=str(base / "landing"),

@@ -34,13 +34,14 @@ def data_dir_environment(root: Path) -> Iterator[None]:
 
 def rooted_resources(root: Path) -> dict[str, Any]:
     """The resources of every layer under ``root``: warehouse, inboxes, hashing embedder, rules
-    teacher, SmolLM2 student, subprocess trainer, in-process transformers policy."""
+    teacher, SmolLM2 student, subprocess trainer, in-process transformers policy, dbt."""
     from ark_assets.defs.agent.resources import build_policy
     from ark_assets.defs.evaluation.resources import build_evaluation_resources
     from ark_assets.defs.knowledge.resources import EmbedderResource, build_knowledge_resources
     from ark_assets.defs.resources import build_resources
     from ark_assets.defs.synthesis.resources import build_teacher
     from ark_assets.defs.training.resources import build_training_resources
+    from ark_assets.defs.warehouse.resources import build_warehouse_resources
 
     with data_dir_environment(root):
         resources = {
@@ -50,6 +51,7 @@ def rooted_resources(root: Path) -> dict[str, Any]:
             **build_training_resources(),
             "policy": build_policy(),
             **build_evaluation_resources(),
+            **build_warehouse_resources(),
         }
     resources["embedder"] = EmbedderResource(backend="hashing")
     return resources
