@@ -181,6 +181,9 @@ def _delete_copies(resources: dict[str, Any], digests: set[str]) -> list[Path]:
     return deleted
 
 
+WAREHOUSE_GROUP = "warehouse"
+
+
 def rebuild(
     request: Request,
     definitions: dg.Definitions,
@@ -213,7 +216,12 @@ def rebuild(
         if node.key in downstream
         and node.partitions_def is None
         and node.key not in built_on_models
+        and node.group_name != WAREHOUSE_GROUP
     ]
+    # The SQL models are rebuilt whole (dbt builds what its tables allow): a subset would miss
+    # the staging views of tables only the models' layers write.
+    if any(node.group_name == WAREHOUSE_GROUP and node.key in downstream for node in nodes):
+        unpartitioned += [node.key for node in nodes if node.group_name == WAREHOUSE_GROUP]
     # Only what the batch had: a layer never built for it (e.g. DPO before training) stays unbuilt.
     runs: list[tuple[list[dg.AssetKey], str | None]] = [
         ([k for k in per_batch if batch in instance.get_materialized_partitions(k)], batch)
