@@ -1,9 +1,9 @@
 """DPO trainer: trl ``DPOTrainer`` continuing the SFT LoRA adapter on preference pairs.
 
-Runs in its own process (``python -m ark_assets.lib.training.dpo_train SETTINGS.json``),
-launched through Dagster Pipes like ``sft_train``: CUDA memory and crashes stay in this process,
-logs, reward curves and the final metadata stream back as Pipes messages; run by hand it prints
-them to stdout.
+Runs in its own process (``python -m ark_assets.lib.training.dpo_train``; by hand with the
+run's ``SETTINGS.json``), launched through Dagster Pipes like ``sft_train``, whose ``settings``
+extra carries the run's settings: CUDA memory and crashes stay in this process, logs, reward
+curves and the final metadata stream back as Pipes messages; run by hand it prints them to stdout.
 
 The pairs (``dpo_pairs.DPO_TRIPLES``) are text: ``prompt`` is the SFT chat through the generation
 prompt, ``chosen`` and ``rejected`` two assistant tool calls through ``<|im_end|>``. The policy is
@@ -21,7 +21,6 @@ from the latest one.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -287,10 +286,9 @@ def train(settings: DpoSettings, reporter: _Reporter) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = argv if argv is not None else sys.argv[1:]
-    settings = DpoSettings.model_validate_json(Path(args[0]).read_text())
     reporter = _Reporter()
     try:
+        settings = DpoSettings.model_validate(reporter.settings(argv))
         outcome = train(settings, reporter)
         reporter.materialized(outcome)
     finally:

@@ -18,6 +18,9 @@ from ark_assets.lib.hashing import ids_digest, sha256_bytes
 
 TRAIN_COLUMNS = ("input_ids", "prompt_tokens")  # SFT; DPO trains on prompt, chosen, rejected
 LINEAGE_FILE = "lineage.json"
+# The Pipes extra in which a launcher hands the trainer the settings written here (sft_train,
+# dpo_train): a trainer in a pod cannot read a file on the orchestrator's disk.
+SETTINGS_EXTRA = "settings"
 
 
 def lineage_of(

@@ -1,6 +1,7 @@
 """The definitions load with each training launcher configuration, and the launcher they build
 starts the trainer where that configuration says: a local child process or a GPU pod."""
 
+import json
 import os
 import sys
 import types
@@ -11,22 +12,48 @@ import dagster as dg
 import pytest
 
 TRAINER = "ark_assets.lib.training.sft_train"
-SETTINGS = Path("run", "settings.json")
+SETTINGS = {"base_model_path": "/data/models/base/tiny", "max_steps": 2}
 K8S = {
     "ARK_TRAINING_LAUNCHER": "k8s",
     "ARK_TRAINING_IMAGE": "registry.example/ark-assets:1",
     "ARK_TRAINING_NAMESPACE": "training",
     "ARK_TRAINING_GPUS": "2",
 }
-LOCAL_RUN = {"command": [sys.executable, "-m", TRAINER, str(SETTINGS)]}
+# The settings go through Pipes (the ``settings`` extra), never as a path on the command line.
+LOCAL_RUN = {"command": [sys.executable, "-m", TRAINER], "extras": {"settings": SETTINGS}}
 POD_RUN = {
-    "image": "registry.example/ark-assets:1",
     "namespace": "training",
-    "command": ["python", "-m", TRAINER, str(SETTINGS)],
+    "extras": {"settings": SETTINGS},
     "base_pod_spec": {
-        "containers": [{"name": "trainer", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {"fsGroup": 1000},
+        "nodeSelector": {},
+        "tolerations": [],
+        "volumes": [{"name": "ark-data", "persistentVolumeClaim": {"claimName": "ark-data"}}],
+        "containers": [
+            {
+                "name": "trainer",
+                "image": "registry.example/ark-assets:1",
+                "command": ["python", "-m", TRAINER],
+                "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                "volumeMounts": [{"name": "ark-data", "mountPath": "/data"}],
+                "env": [
+                    {"name": "ARK_DATA_DIR", "value": "/data"},
+                    {"name": "PYTHONUNBUFFERED", "value": "1"},
+                ],
+            }
+        ],
     },
 }
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    path = tmp_path / "run" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(SETTINGS))
+    return path
 
 
 @pytest.fixture
@@ -47,6 +74,7 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]
     monkeypatch.setitem(sys.modules, "dagster_k8s", k8s)
     for name in [name for name in os.environ if name.startswith("ARK_TRAINING_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("ARK_DATA_DIR", "/data")  # where the pod mounts the data volume
     return calls
 
 
@@ -74,16 +102,19 @@ def test_definitions_load_with_launcher_and_start_the_trainer_there(
     arguments: dict[str, Any],
     launched: list[tuple[str, dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
+    settings_file: Path,
 ) -> None:
     context = object()
-    _launcher(env, monkeypatch).run(context, TRAINER, SETTINGS)
+    _launcher(env, monkeypatch).run(context, TRAINER, settings_file)
     assert launched == [(client, {"context": context, **arguments})]
 
 
 def test_an_unknown_launcher_names_the_variable_to_fix(
-    launched: list[tuple[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+    launched: list[tuple[str, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    settings_file: Path,
 ) -> None:
     launcher = _launcher({"ARK_TRAINING_LAUNCHER": "slurm"}, monkeypatch)
     with pytest.raises(ValueError, match="'slurm'; set ARK_TRAINING_LAUNCHER"):
-        launcher.run(object(), TRAINER, SETTINGS)
+        launcher.run(object(), TRAINER, settings_file)
     assert launched == []
