@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA := data
 export DAGSTER_HOME := $(CURDIR)/$(DATA)/dagster_home
 
-.PHONY: demo test lint secrets ui bench install lock clean warehouse-docs postgresql
+.PHONY: demo test lint secrets ui bench bench-gpu install lock clean warehouse-docs postgresql test-ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,11 +71,33 @@ postgresql:
 test: lint secrets $(VENV)/.llm-test postgresql
 	$(BIN)/pytest --ignore=ark_assets_tests/test_hygiene.py
 
+# The UI in a real browser (ark_assets_tests/ui/, minutes: deselected from make test): Debian's
+# chromium and chromedriver (apt-get as root, when missing) driven by Selenium (the ui extra). It
+# builds its own instance in a temp DAGSTER_HOME, serves it with dagster-webserver on a free
+# 127.0.0.1 port and refreshes the README's screenshots in docs/img/; without a browser it is
+# skipped and says why.
+test-ui: $(VENV)/.ui-test
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
+	  echo "chromium could not be installed: the UI test will be skipped" >&2
+	$(BIN)/pytest -m ui ark_assets_tests/ui
+
+$(VENV)/.ui-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[ui]'
+	touch $@
+
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
 	$(BIN)/python -m ark_assets.bench
+
+# On a bare CUDA machine (torch, transformers, peft; no venv, no install), from the checkout's
+# root with data/bench/ carried over: MedArk's SFT recipe vs ours, written into
+# docs/benchmarks.md. Prepare data/bench/ here after make demo with
+# `.venv/bin/python -m ark_assets.bench.sft_gpu_data` (docs/benchmarks.md, sft-gpu).
+bench-gpu:
+	$(PYTHON) -m ark_assets.bench.sft_gpu
 
 # The warehouse models' docs for analysts (dbt docs generate, under the warehouse lock): open
 # dbt_like_sql/target/index.html, or serve them with `.venv/bin/ark dbt docs serve`.
