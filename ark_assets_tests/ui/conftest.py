@@ -24,12 +24,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from ark_assets.defs.agent.resources import PolicyResource
 from ark_assets.defs.training.resources import BaseModel
-from ark_assets.lib.agent.policy import GenerationRequest, Policy
 from ark_assets.testing.resources import rooted_resources
-from ark_assets.testing.scripted_policy import ScriptedPolicy, ask, tell
 from ark_assets_tests.conftest import INGEST_SELECTION, SAMPLES, Platform
+
+# The evaluation tests' scripted student: the report's numbers are not the point here.
+from ark_assets_tests.defs.evaluation.test_evaluation_assets import ScriptedPolicyResource
 
 NO_BROWSER = (
     "the UI test needs Debian's chromium and chromium-driver and Selenium (the ui extra): "
@@ -44,18 +44,6 @@ KB = dg.AssetSelection.assets("kb_sources", "kb_quarantined_records", "kb_index"
 REPORT = dg.AssetSelection.assets("heldout_eval_items", "eval_predictions", "eval_report")
 # A handful of held-out items keeps the report's agent loop to seconds.
 REPORT_CONFIG = {"ops": {"eval_predictions": {"config": {"items_per_set": 3}}}}
-
-
-def _script(request: GenerationRequest, _: int) -> str:
-    """Ask when the patient's message ends the prompt with a question mark, else tell."""
-    return ask(symptom=["发热"]) if "？<|im_end|>" in request.prompt else tell()
-
-
-class ScriptedPolicyResource(PolicyResource):
-    """The evaluation's student without a model: the report's numbers are not the point here."""
-
-    def open(self, base_model: Path, adapter: Path | None) -> Policy:
-        return ScriptedPolicy(_script)
 
 
 @dataclass(frozen=True)
