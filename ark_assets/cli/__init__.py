@@ -1,5 +1,6 @@
-"""The `ark` command: demo (what `make demo` runs), summary, audit (lineage), forget, chat and
-serve (the agent), eval."""
+"""The `ark` command: demo (what `make demo` runs), ingest (files from the command line), summary,
+audit (lineage), forget, chat and serve (the agent), eval, sql (read-only queries) and dbt (the
+warehouse project)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _print_summary(root: Path) -> None:
 
 
 def _demo_command(_: argparse.Namespace) -> None:
-    from ark_assets.cli.demo import run_demo
+    from ark_assets.cli.demo import report_failures, run_demo
     from ark_assets.cli.instance import dagster_home
 
     dagster_home(create=True)
@@ -52,6 +53,15 @@ def _demo_command(_: argparse.Namespace) -> None:
         f"{len(outcome['new_partitions'])} new batches, launched {outcome['runs']} runs."
     )
     _print_summary(Path(outcome["data_dir"]))
+    if outcome["failed"]:
+        report_failures(outcome["failed"])
+        raise SystemExit(1)
+
+
+def _ingest_command(args: argparse.Namespace) -> None:
+    from ark_assets.cli.ingest import ingest_command
+
+    ingest_command(args)
 
 
 def _summary_command(_: argparse.Namespace) -> None:
@@ -86,6 +96,18 @@ def _eval_command(args: argparse.Namespace) -> None:
     from ark_assets.cli.eval import eval_command
 
     eval_command(args)
+
+
+def _sql_command(args: argparse.Namespace) -> None:
+    from ark_assets.cli.sql import sql_command
+
+    sql_command(args)
+
+
+def _dbt_command(args: argparse.Namespace) -> None:
+    from ark_assets.cli.dbt import dbt_command
+
+    dbt_command(args)
 
 
 def _agent_parser(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -152,9 +174,35 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "demo", help="materialize the whole graph on the bundled samples"
     ).set_defaults(run=_demo_command)
+    ingest_parser = commands.add_parser(
+        "ingest",
+        help="ingest dialogue files: register their batches and run ingest_job for each",
+        description="Copies the files into the inbox, registers their batches as the inbox "
+        "sensor does and materializes the ingest assets; prints read/accepted/quarantined per "
+        "file. Exit status 1: a run failed; 2: a path is not a file.",
+    )
+    ingest_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest_parser.set_defaults(run=_ingest_command)
     commands.add_parser("summary", help="print what the warehouse holds").set_defaults(
         run=_summary_command
     )
+    sql_parser = commands.add_parser(
+        "sql", help="a read-only query on the warehouse that never blocks a run for long"
+    )
+    sql_parser.add_argument("query", help='e.g. "from marts.dialogue_stats"')
+    sql_parser.add_argument("--max-rows", type=int, default=200, help="rows printed")
+    sql_parser.add_argument("--timeout", type=float, default=30.0, help="stop after seconds")
+    sql_parser.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait while a step holds the warehouse"
+    )
+    sql_parser.add_argument("--format", choices=["table", "csv", "jsonl"], default="table")
+    sql_parser.set_defaults(run=_sql_command)
+    dbt_parser = commands.add_parser(
+        "dbt",
+        help="dbt on the warehouse project (dbt_like_sql/) with the platform's paths and lock",
+    )
+    dbt_parser.add_argument("dbt_args", nargs=argparse.REMAINDER, help="e.g. docs generate")
+    dbt_parser.set_defaults(run=_dbt_command)
     args = parser.parse_args(argv)
     args.run(args)
 

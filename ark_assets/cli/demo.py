@@ -4,20 +4,25 @@ The demo uses the persistent instance (``$DAGSTER_HOME``) and the environment's 
 everything it materializes shows up in the UI afterwards (`make ui`). It walks the asset graph in
 dependency order and runs each stretch of assets that share a partitioning as one run per
 partition (only partitions not materialized yet); unpartitioned assets run once.
+
+A failed run stops only what depends on it: the same partition of later stretches (a failed
+batch is not synthesized) and everything downstream of a failed unpartitioned asset. Other
+batches go on, and assets that read all batches run on the ones that succeeded; the closing
+summary lists every failed or skipped run and why, and `ark demo` then exits non-zero.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from ark_assets.defs.resources import data_dir
-from ark_assets.defs.runs import QUIET_LOGGERS, runnable
+from ark_assets.defs.runs import QUIET_LOGGERS, failure_reason, runnable
 from ark_assets.lib.artifacts import package_data
 from ark_assets.lib.ingest.inbox import copy_into
 
@@ -41,6 +46,22 @@ DEMO_RUN_CONFIG: dict[str, dict[str, Any]] = {
     "dpo_rejections": {"max_paths": 4, "max_new_tokens": 160},
     "dpo_adapter": {"max_steps": 2, "save_steps": 1},
 }
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A run that failed, or was not started because a run it depends on failed."""
+
+    assets: str
+    partition: str | None
+    reason: str
+    run_id: str | None = None  # None: not started
+
+
+@dataclass
+class DemoRuns:
+    launched: int = 0
+    failed: list[FailedRun] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,52 +137,110 @@ def _up_to_date(graph: Any, instance: dg.DagsterInstance, stretch: Stretch) -> b
 
 def materialize_graph(
     definitions: dg.Definitions, instance: dg.DagsterInstance, resources: dict[str, Any]
-) -> int:
-    """Materialize every stretch; returns the number of runs launched."""
+) -> DemoRuns:
+    """Materialize every stretch, going on past failures with whatever does not depend on
+    them; returns the runs launched and the ones that failed or were skipped."""
     everything = runnable(definitions)
     graph = definitions.get_repository_def().asset_graph
-    runs = 0
+    runs = DemoRuns()
+    failed: dict[dg.AssetKey, set[str | None]] = {}  # asset -> failed partitions (None: all)
     for stretch in stretches(definitions):
-        selection = dg.AssetSelection.assets(*stretch.keys)
-        if stretch.partitions_def is None:
-            partition_keys: list[str | None] = (
-                [] if _up_to_date(graph, instance, stretch) else [None]
-            )
-        else:
-            done = instance.get_materialized_partitions(stretch.keys[-1])
-            partition_keys = [
-                key
-                for key in stretch.partitions_def.get_partition_keys(
-                    dynamic_partitions_store=instance
-                )
-                if key not in done
-            ]
-        ops = {
-            key.to_user_string(): {"config": DEMO_RUN_CONFIG[key.to_user_string()]}
-            for key in stretch.keys
-            if key.to_user_string() in DEMO_RUN_CONFIG
-        }
-        names = ", ".join(k.to_user_string() for k in stretch.keys)
-        for partition_key in partition_keys:
-            print(f"materializing [{names}]" + (f" for {partition_key}" if partition_key else ""))
-            started = time.monotonic()
-            result = dg.materialize(
-                everything,
-                selection=selection,
-                partition_key=partition_key,
-                run_config={"ops": ops, "loggers": QUIET_LOGGERS},
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-            )
-            runs += 1
-            print(f"  {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.0f} s")
-            if not result.success:
-                raise SystemExit(
-                    f"demo: run {result.run_id} for [{names}] partition {partition_key} failed; "
-                    "open `make ui` → Runs to see the failing step and check"
-                )
+        for partition_key in _pending_partitions(graph, instance, stretch):
+            where = f" for {partition_key}" if partition_key else ""
+            blocked = _blocked(graph, stretch, partition_key, failed)
+            for upstream in sorted(set(blocked.values())):
+                held = ", ".join(k.to_user_string() for k, u in blocked.items() if u == upstream)
+                print(f"skipping [{held}]{where}: {upstream} failed")
+                runs.failed.append(FailedRun(held, partition_key, f"not run: {upstream} failed"))
+            keys = [key for key in stretch.keys if key not in blocked]
+            if keys:
+                result = _run(everything, keys, partition_key, instance, resources)
+                runs.launched += 1
+                if not result.success:
+                    done = {e.asset_key for e in result.get_asset_materialization_events()}
+                    lost = [k for k in keys if k not in done] or keys
+                    blocked.update(dict.fromkeys(lost, ""))
+                    names = ", ".join(k.to_user_string() for k in lost)
+                    reason = failure_reason(result)
+                    runs.failed.append(FailedRun(names, partition_key, reason, result.run_id))
+            for key in blocked:
+                failed.setdefault(key, set()).add(partition_key)
     return runs
+
+
+def _run(
+    everything: list[Any],
+    keys: list[dg.AssetKey],
+    partition_key: str | None,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+) -> dg.ExecuteInProcessResult:
+    names = [key.to_user_string() for key in keys]
+    ops = {name: {"config": DEMO_RUN_CONFIG[name]} for name in names if name in DEMO_RUN_CONFIG}
+    print(
+        f"materializing [{', '.join(names)}]" + (f" for {partition_key}" if partition_key else "")
+    )
+    started = time.monotonic()
+    result = dg.materialize(
+        everything,
+        selection=dg.AssetSelection.assets(*keys),
+        partition_key=partition_key,
+        run_config={"ops": ops, "loggers": QUIET_LOGGERS},
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    print(f"  {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.0f} s")
+    return result
+
+
+def _pending_partitions(
+    graph: Any, instance: dg.DagsterInstance, stretch: Stretch
+) -> list[str | None]:
+    """The partitions of the stretch not materialized yet ([None]: an unpartitioned stretch
+    that is out of date)."""
+    if stretch.partitions_def is None:
+        return [] if _up_to_date(graph, instance, stretch) else [None]
+    done = instance.get_materialized_partitions(stretch.keys[-1])
+    keys = stretch.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    return [key for key in keys if key not in done]
+
+
+def _blocked(
+    graph: Any,
+    stretch: Stretch,
+    partition_key: str | None,
+    failed: dict[dg.AssetKey, set[str | None]],
+) -> dict[dg.AssetKey, str]:
+    """The stretch's assets that cannot run for this partition -> the failed asset upstream.
+
+    An asset is held back by a failed (or skipped) parent of the same partition, or by any
+    failed unpartitioned parent; an asset reading all partitions is not held back by one failed
+    batch.
+    """
+    blocked: dict[dg.AssetKey, str] = {}
+    for key in stretch.keys:  # in dependency order
+        node = graph.get(key)
+        for parent in sorted(node.parent_keys, key=str):
+            lost = failed.get(parent, set())
+            same_partitioning = graph.get(parent).partitions_def == node.partitions_def
+            if parent in blocked:
+                blocked[key] = blocked[parent]
+            elif None in lost or (partition_key in lost and same_partitioning):
+                blocked[key] = parent.to_user_string()
+            else:
+                continue
+            break
+    return blocked
+
+
+def report_failures(failed: list[FailedRun]) -> None:
+    """The closing list of what did not run, and why."""
+    print(f"\n{len(failed)} run(s) failed or did not start:")
+    for run in failed:
+        where = f" for {run.partition}" if run.partition else ""
+        run_id = f" (run {run.run_id}: make ui → Runs)" if run.run_id else ""
+        print(f"  [{run.assets}]{where}: {run.reason}{run_id}")
 
 
 def run_demo() -> dict[str, Any]:
@@ -176,7 +255,8 @@ def run_demo() -> dict[str, Any]:
     return {
         "dropped": [str(p) for p in dropped],
         "new_partitions": added,
-        "runs": runs,
+        "runs": runs.launched,
+        "failed": runs.failed,
         "data_dir": str(data_dir()),
         "resources": resources,
     }

@@ -22,7 +22,7 @@ from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules,
 from ark_assets.lib.artifacts import atomic_write_bytes
 from ark_assets.lib.compliance.tombstones import TABLE as DELETION_REQUESTS
 from ark_assets.lib.ingest import tables
-from ark_assets.lib.ingest.batches import BatchFrames, ingest_batch
+from ark_assets.lib.ingest.batches import BatchFrames, ingest_batch, store_batch
 from ark_assets.lib.ingest.formats import count_records
 from ark_assets.lib.ingest.inbox import land
 from ark_assets.lib.ingest.tagging import COLLISION, DUPLICATE, medark_tagged_dict, tag_frames
@@ -32,7 +32,7 @@ GROUP = "ingest"
 RECORDS_ACCOUNTED = "records_accounted"
 DIALOGUES_ACCOUNTED = "dialogues_accounted"
 CONVERSATION_ID_UNIQUE = "conversation_id_unique"
-StepEvents = Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]
+StepEvents = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 
 
 @dg.multi_asset(
@@ -40,13 +40,13 @@ StepEvents = Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]
         "raw_dialogues": table_out(
             "Accepted dialogues of one arrived file, one row per dialogue.",
             tables.RAW_DIALOGUES,
-            code_version="2",
+            code_version="3",
             tags=PHI_RAW_TAGS,
         ),
         "quarantined_records": table_out(
             "Every record of the file that broke a rule, with the rule and a fix.",
             tables.QUARANTINED_RECORDS,
-            code_version="2",
+            code_version="3",
             tags=PHI_RAW_TAGS,
         ),
     },
@@ -71,11 +71,11 @@ def raw_dialogues(
 ) -> StepEvents:
     """Reads the batch's file (landing it on first read), validates every record and splits
     them into accepted dialogues and quarantined records; drops forgotten dialogues, and the
-    whole file when it is itself forgotten."""
+    whole file when it is itself forgotten. Both tables are written in one transaction."""
     batch = context.partition_key
     forgotten = warehouse.forgotten()
     if batch in forgotten.batches:
-        yield from _forgotten_batch(context, batch)
+        yield from _forgotten_batch(context, batch, warehouse)
         return
     name, data, digest = land(batch, Path(inbox.path), Path(inbox.landing_path))
     frames = ingest_batch(batch, name, data, digest, ingest_rules.limits(), datetime.now(UTC))
@@ -83,18 +83,19 @@ def raw_dialogues(
     read = count_records(name, data)
     accepted = forgotten.exclude(frames.accepted)
     counts = _accounting(read, frames, accepted)
-    yield dg.Output(
-        accepted,
-        output_name="raw_dialogues",
+    _store(warehouse, batch, raw_dialogues=accepted, quarantined_records=frames.quarantined)
+    yield dg.MaterializeResult(
+        asset_key="raw_dialogues",
         metadata={**_accepted_metadata(accepted, frames, name, digest), **counts},
     )
-    yield quarantine_output(
+    quarantine = quarantine_output(
         "quarantined_records",
         frames.quarantined,
         tables.QUARANTINED_RECORDS,
         frames.rule_counts,
         counts,
     )
+    yield dg.MaterializeResult(asset_key="quarantined_records", metadata=quarantine.metadata)
     yield dg.AssetCheckResult(
         check_name=RECORDS_ACCOUNTED,
         asset_key="raw_dialogues",
@@ -125,17 +126,29 @@ def _accepted_metadata(
     }
 
 
-def _forgotten_batch(context: dg.AssetExecutionContext, batch: str) -> StepEvents:
+def _store(warehouse: Warehouse, batch: str, **rows: pl.DataFrame) -> None:
+    """The batch's rows of every table of the step, committed together or not at all."""
+    with warehouse.connect() as conn:
+        store_batch(conn, warehouse.schema_name, batch, rows)
+
+
+def _forgotten_batch(
+    context: dg.AssetExecutionContext, batch: str, warehouse: Warehouse
+) -> StepEvents:
     """A source file under a deletion request: its tables become empty, nothing is read."""
     context.log.warning(f"batch {batch} is under a deletion request: storing no rows")
     counts = {"records_read": 0, "accepted": 0, "quarantined": 0, "forgotten_file": True}
+    empty = {
+        "raw_dialogues": frame([], tables.RAW_DIALOGUES),
+        "quarantined_records": frame([], tables.QUARANTINED_RECORDS),
+    }
+    _store(warehouse, batch, **empty)
     for output, columns in (
         ("raw_dialogues", tables.RAW_DIALOGUES),
         ("quarantined_records", tables.QUARANTINED_RECORDS),
     ):
-        empty = frame([], columns)
-        yield dg.Output(
-            empty, output_name=output, metadata={**table_metadata(empty, columns), **counts}
+        yield dg.MaterializeResult(
+            asset_key=output, metadata={**table_metadata(empty[output], columns), **counts}
         )
     yield dg.AssetCheckResult(
         check_name=RECORDS_ACCOUNTED, asset_key="raw_dialogues", passed=True, metadata=counts
@@ -148,13 +161,13 @@ def _forgotten_batch(context: dg.AssetExecutionContext, batch: str) -> StepEvent
             "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
             "colliding dialogues kept under <key>~<digest prefix>.",
             tables.TAGGED_DIALOGUES,
-            code_version="2",
+            code_version="3",
             tags=PHI_RAW_TAGS,
         ),
         "tag_collisions": table_out(
             "Every record that did not get its own plain MedArk key, and why.",
             tables.TAG_COLLISIONS,
-            code_version="2",
+            code_version="3",
         ),
     },
     ins={"raw_dialogues": dg.AssetIn()},
@@ -182,7 +195,8 @@ def tagged_dialogues(
     context: dg.AssetExecutionContext, raw_dialogues: pl.DataFrame, warehouse: Warehouse
 ) -> StepEvents:
     """Computes the MedArk key of every accepted dialogue, against the keys already held by
-    other batches, and records each collision and collapsed duplicate."""
+    other batches, and records each collision and collapsed duplicate; both tables are written
+    in one transaction."""
     batch = context.partition_key
     forgotten = warehouse.forgotten()
     dialogues = forgotten.exclude(raw_dialogues)
@@ -201,14 +215,13 @@ def tagged_dialogues(
         "duplicates_collapsed": int(n_duplicates),
         "forgotten": raw_dialogues.height - dialogues.height,
     }
-    yield dg.Output(
-        tagged,
-        output_name="tagged_dialogues",
+    _store(warehouse, batch, tagged_dialogues=tagged, tag_collisions=collisions)
+    yield dg.MaterializeResult(
+        asset_key="tagged_dialogues",
         metadata={**table_metadata(tagged, tables.TAGGED_DIALOGUES), **counts},
     )
-    yield dg.Output(
-        collisions,
-        output_name="tag_collisions",
+    yield dg.MaterializeResult(
+        asset_key="tag_collisions",
         metadata={**table_metadata(collisions, tables.TAG_COLLISIONS), **counts},
     )
     yield _ids_unique(tagged, others)

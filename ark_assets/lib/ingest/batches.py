@@ -1,11 +1,14 @@
-"""One arrived file → the raw_dialogues and quarantined_records rows of its batch."""
+"""One arrived file → the raw_dialogues and quarantined_records rows of its batch, and the one
+transaction that stores a batch's tables together."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import duckdb
 import polars as pl
 
 from ark_assets.lib.hashing import dialogue_sha256, medark_key
@@ -74,3 +77,26 @@ def ingest_batch(
         tables.QUARANTINED_RECORDS,
     )
     return BatchFrames(accepted, quarantined, result)
+
+
+def store_batch(
+    conn: duckdb.DuckDBPyConnection, schema: str, batch: str, tables: Mapping[str, pl.DataFrame]
+) -> None:
+    """Replace ``batch``'s rows in each of ``tables`` (name -> rows) inside the caller's
+    transaction, so a step that fills two tables commits both or neither (a ``kill -9``
+    between two separate writes left raw rows without their quarantine rows).
+
+    Tables are created as the warehouse IO manager creates them (from the frame's Arrow schema),
+    which reads them back for downstream assets; rows go in by column name.
+    """
+    conn.execute(f"create schema if not exists {schema}")
+    for name, rows in tables.items():
+        conn.register("batch_rows", rows.to_arrow())
+        try:
+            conn.execute(
+                f"create table if not exists {schema}.{name} as select * from batch_rows limit 0"
+            )
+            conn.execute(f"delete from {schema}.{name} where batch = ?", [batch])
+            conn.execute(f"insert into {schema}.{name} by name select * from batch_rows")
+        finally:
+            conn.unregister("batch_rows")

@@ -36,6 +36,10 @@ _RESERVED = re.compile("|".join(re.escape(token) for token in RESERVED_TOKENS))
 # A file-supplied name a message may quote: ASCII, identifier-like, short (see shown_name).
 _SHOWABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _SHOWN_NAMES = 8
+# Characters no text field may hold: NUL (C-string tools and many exporters end the text there)
+# and lone surrogates (JSON's "\ud800" escape: not a character and not encodable as UTF-8, so
+# hashing or storing the record would fail).
+_INVALID_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 
 
 class Rule:
@@ -55,6 +59,7 @@ class Rule:
     INVALID_LANGUAGE = "invalid_language"
     RESERVED_TOKEN = "reserved_token"
     ROLE_ORDER = "role_order"
+    INVALID_CHARACTER = "invalid_character"
 
     ALL = (
         UNSUPPORTED_FORMAT,
@@ -71,6 +76,7 @@ class Rule:
         INVALID_LANGUAGE,
         RESERVED_TOKEN,
         ROLE_ORDER,
+        INVALID_CHARACTER,
     )
 
 
@@ -116,14 +122,31 @@ class RecordError(ValueError):
 
 
 def excerpt_of(raw: Any) -> str:
-    """A bounded, printable excerpt of a raw record for the quarantine table."""
+    """A bounded, printable excerpt of a raw record for the quarantine table.
+
+    Whatever ``raw`` is, the excerpt is valid UTF-8 text without NUL (it is stored like any other
+    text): lone surrogates and NUL are shown as backslash escapes, and a value nested too deep to
+    serialise is described instead of shown.
+    """
     if isinstance(raw, bytes):
         text = repr(raw[: EXCERPT_CHARS * 2])
     elif isinstance(raw, str):
         text = raw
     else:
-        text = json.dumps(raw, ensure_ascii=False, default=str)
+        try:
+            text = json.dumps(raw, ensure_ascii=False, default=str)
+        except (RecursionError, ValueError):
+            text = f"<a {type(raw).__name__} nested too deep to show>"
+    text = printable(text[: EXCERPT_CHARS + 1])
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates and NUL as backslash escapes: storable, still readable."""
+    if not _INVALID_CHARACTERS.search(text):
+        return text
+    escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
 
 
 def shown_name(value: Any) -> str:
@@ -237,6 +260,7 @@ def _validate_turn(index: int, turn: Any, limits: Limits) -> dict[str, str]:
                 Rule.WRONG_TYPE,
                 f"turn {index} '{key}' must be a string, got {type(text).__name__}",
             )
+        check_characters(f"turn {index} '{key}'", text)
         if is_blank(text):
             raise RecordError(Rule.EMPTY_TEXT, f"turn {index} '{key}' is empty or whitespace")
         if len(text) > limits.max_turn_chars:
@@ -276,8 +300,25 @@ def _language(declared: Any, turns: list[dict[str, str]]) -> tuple[str, bool]:
     return detected, True
 
 
+def check_characters(where: str, text: str) -> None:
+    """Raise ``invalid_character`` when ``text`` holds NUL or a lone surrogate."""
+    found = _INVALID_CHARACTERS.search(text)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        what = "a NUL character (U+0000), which C-string tools read as the end of the text"
+    else:
+        what = f"a lone surrogate (U+{ord(found.group()):04X}), which is not a character"
+    raise RecordError(
+        Rule.INVALID_CHARACTER,
+        f"{where} contains {what} at position {found.start()}; remove it from the export",
+    )
+
+
 def _optional_text(fields: dict[str, Any], key: str) -> str | None:
     value = fields.get(key)
+    if isinstance(value, str):
+        check_characters(key, value)
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -1,16 +1,21 @@
 """Readers for every accepted dialogue file format.
 
 Each reader turns a file's bytes into a stream of ``(record_index, raw_record)`` pairs, or
-``Rejection``s for what cannot even be parsed (a truncated JSON file, a line that is not UTF-8).
-``validate_record`` then decides on each parsed record. See docs/data-formats.md.
+``Rejection``s for what cannot even be parsed (a truncated JSON file, a line that is not UTF-8,
+a value nested too deep). ``validate_record`` then decides on each parsed record. No bytes make
+a reader raise: whatever cannot be read is a rejection, so ``records read = accepted +
+quarantined`` holds for every file (property-tested in ``ark_assets_tests/lib/ingest``). See
+docs/data-formats.md.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -21,6 +26,7 @@ from ark_assets.lib.ingest.dialogues import (
     Rejection,
     Rule,
     excerpt_of,
+    shown_name,
     shown_names,
     validate_record,
 )
@@ -28,7 +34,30 @@ from ark_assets.lib.ingest.dialogues import (
 Parsed = tuple[int, Any] | Rejection
 
 LONG_TABLE_COLUMNS = ("dialogue_id", "turn_index", "role", "text")
+_OPTIONAL_COLUMNS = ("source", "language")
 _BOM = b"\xef\xbb\xbf"
+# A dialogue record is 4 levels deep (object > turns > turn > text), a MedArk result item 5.
+# Python's JSON parser gives up near 1000 levels, at a depth that depends on the caller's stack:
+# a fixed, much lower bound makes the verdict the same wherever the file is read.
+MAX_JSON_DEPTH = 64
+# Python refuses to turn longer integers into text (sys.get_int_max_str_digits(), CVE-2020-10735).
+_MAX_INT_DIGITS = 4300
+# What a JSON document is made of, for finding a list's items without parsing them: a string
+# (escapes included), a bracket or comma, a run of anything else, or an unterminated quote.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]|[^\[\]{},"]+|"', re.DOTALL)
+# A turn_index cell of a CSV (all cells are text): an integer that fits in 64 bits.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+# Polars raises its own errors, OSError and ValueError subclasses, and (on inputs its Rust core
+# did not expect) a PanicException that derives from BaseException only.
+_TABLE_ERRORS = (Exception, pl.exceptions.PanicException)
+
+
+@dataclass(frozen=True)
+class LongNumber:
+    """A JSON integer too long to convert to text: kept as its digit count, so the record holding
+    it is rejected by type (a number where text belongs) instead of crashing the parser."""
+
+    digits: int
 
 
 @dataclass
@@ -97,7 +126,7 @@ def read_jsonl(data: bytes) -> Iterator[Parsed]:
             )
             continue
         try:
-            yield index, json.loads(text)
+            value = _loads(text)
         except json.JSONDecodeError as err:
             yield Rejection(
                 index,
@@ -105,6 +134,8 @@ def read_jsonl(data: bytes) -> Iterator[Parsed]:
                 f"line {index + 1} is not valid JSON: {err.msg} at column {err.colno}",
                 excerpt_of(text),
             )
+            continue
+        yield _within_depth(index, value, f"line {index + 1}", text, _few_brackets(text))
 
 
 def decode_utf8(data: bytes) -> str | Rejection:
@@ -121,31 +152,150 @@ def decode_utf8(data: bytes) -> str | Rejection:
 
 
 def read_json_list(data: bytes, expected: str) -> Iterator[Parsed]:
-    """The items of a file holding one JSON list; ``expected`` names them in messages."""
+    """The items of a file holding one JSON list; ``expected`` names them in messages.
+
+    A file that is not valid JSON is one rejected record (nothing in it is read); an item nested
+    more than ``MAX_JSON_DEPTH`` levels is rejected on its own and the other items are read.
+    """
     text = decode_utf8(data)
-    if isinstance(text, Rejection):
-        yield text
+    items = text if isinstance(text, Rejection) else _json_list_items(text, expected)
+    if isinstance(items, Rejection):
+        yield items
         return
+    yield from items
+
+
+def _json_list_items(text: str, expected: str) -> list[Parsed] | Rejection:
+    """Every item of the JSON list ``text`` (parsed, or rejected as too deep), or the rejection
+    of the whole file."""
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError as err:
-        yield Rejection(
-            None,
-            Rule.UNPARSEABLE_FILE,
-            f"file is not valid JSON: {err.msg} at line {err.lineno} column {err.colno} "
-            "(truncated upload?); nothing in it was read",
-            excerpt_of(text[max(0, err.pos - 120) : err.pos + 120]),
-        )
-        return
+        return _not_json(text, err)
+    if document is _TOO_DEEP:
+        return _items_one_by_one(text)
     if not isinstance(document, list):
-        yield Rejection(
+        return Rejection(
             None,
             Rule.WRONG_SHAPE,
             f"a .json file must hold a list of {expected}, got {type(document).__name__}",
             excerpt_of(text),
         )
-        return
-    yield from enumerate(document)
+    shallow = _few_brackets(text)
+    return [_within_depth(i, v, f"item {i}", v, shallow) for i, v in enumerate(document)]
+
+
+def _items_one_by_one(text: str) -> list[Parsed] | Rejection:
+    """The list's items parsed one at a time, when some item is too deep for the parser."""
+    spans = _list_item_spans(text)
+    if spans is None:
+        return Rejection(
+            None,
+            Rule.UNPARSEABLE_FILE,
+            f"file nests values more than {MAX_JSON_DEPTH} levels deep and is not a JSON list "
+            "whose items could be read one by one; nothing in it was read",
+            excerpt_of(text),
+        )
+    items: list[Parsed] = []
+    for index, (start, end) in enumerate(spans):
+        piece = text[start:end]
+        try:
+            value = _loads(piece)
+        except json.JSONDecodeError as err:
+            return _not_json(text, json.JSONDecodeError(err.msg, text, start + err.pos))
+        items.append(_within_depth(index, value, f"item {index}", piece, _few_brackets(piece)))
+    return items
+
+
+_TOO_DEEP = object()  # what _loads returns for a value nested deeper than the parser follows
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` that keeps over-long integers as ``LongNumber`` and returns ``_TOO_DEEP``
+    instead of raising RecursionError; invalid JSON still raises JSONDecodeError."""
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except RecursionError:
+        return _TOO_DEEP
+
+
+def _json_int(digits: str) -> int | LongNumber:
+    if len(digits.lstrip("-")) > _MAX_INT_DIGITS:
+        return LongNumber(len(digits.lstrip("-")))
+    return int(digits)
+
+
+def _few_brackets(text: str) -> bool:
+    """True when ``text`` holds too few brackets to nest past the limit (no walk needed)."""
+    return text.count("[") + text.count("{") <= MAX_JSON_DEPTH
+
+
+def _within_depth(index: int, value: Any, where: str, raw: Any, shallow: bool) -> Parsed:
+    """``(index, value)``, or the rejection of a value nested deeper than ``MAX_JSON_DEPTH``
+    (``shallow``: its text is known to be too short in brackets for that)."""
+    if value is _TOO_DEEP or (not shallow and _deeper_than(value, MAX_JSON_DEPTH)):
+        return Rejection(
+            index,
+            Rule.WRONG_SHAPE,
+            f"{where} nests values more than {MAX_JSON_DEPTH} levels deep; a dialogue record is "
+            "an object holding a list of {patient, doctor} turns",
+            excerpt_of(raw),
+        )
+    return index, value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when lists/objects nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _list_item_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where each item of the top-level JSON list ``text`` starts and ends, found by scanning
+    strings and brackets without parsing the items (so without recursion); None when ``text`` is
+    not one list with non-empty items."""
+    spans: list[tuple[int, int]] = []
+    depth, start, closed = 0, 0, False
+    for token in _JSON_TOKEN.finditer(text):
+        value = token.group()
+        if depth == 0:
+            if value.isspace():
+                continue
+            if closed or value != "[":
+                return None
+            depth, start = 1, token.end()
+        elif value == '"':
+            return None  # an unterminated string
+        elif value in "[{":
+            depth += 1
+        elif value in "]}":
+            depth -= 1
+            if depth == 0:
+                closed = True
+                if spans or text[start : token.start()].strip():
+                    spans.append((start, token.start()))
+        elif value == "," and depth == 1:
+            spans.append((start, token.start()))
+            start = token.end()
+    if not closed or any(not text[a:b].strip() for a, b in spans):
+        return None
+    return spans
+
+
+def _not_json(text: str, err: json.JSONDecodeError) -> Rejection:
+    return Rejection(
+        None,
+        Rule.UNPARSEABLE_FILE,
+        f"file is not valid JSON: {err.msg} at line {err.lineno} column {err.colno} "
+        "(truncated upload?); nothing in it was read",
+        excerpt_of(text[max(0, err.pos - 120) : err.pos + 120]),
+    )
 
 
 def read_json(data: bytes) -> Iterator[Parsed]:
@@ -155,25 +305,45 @@ def read_json(data: bytes) -> Iterator[Parsed]:
 
 def read_csv(data: bytes) -> Iterator[Parsed]:
     """A long table: one row per utterance (dialogue_id, turn_index, role, text)."""
-    try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8")
-    except Exception as err:  # polars raises several error types for malformed CSV
-        yield _unparseable_table(err, data)
-        return
-    yield from _long_table_records(frame)
+    return _read_long_table("csv", data)
 
 
 def read_parquet(data: bytes) -> Iterator[Parsed]:
     """The long table as Parquet."""
+    return _read_long_table("parquet", data)
+
+
+def _read_table(suffix: str, data: bytes) -> pl.DataFrame:
+    """The file as a frame: CSV cells all as text (types are checked per record), Parquet as
+    typed. Raises whatever polars raises (``_TABLE_ERRORS``)."""
+    source = io.BytesIO(data)
+    if suffix == "csv":
+        return pl.read_csv(source, infer_schema=False, encoding="utf8")
+    return pl.read_parquet(source)
+
+
+def _read_long_table(suffix: str, data: bytes) -> Iterator[Parsed]:
     try:
-        frame = pl.read_parquet(io.BytesIO(data))
-    except Exception as err:  # polars raises several error types for malformed Parquet
+        frame = _read_table(suffix, data)
+        missing = [c for c in LONG_TABLE_COLUMNS if c not in frame.columns]
+        # Grouped before anything is yielded: a column polars cannot group rejects the file.
+        groups = [] if missing else _dialogue_groups(frame)
+    except _TABLE_ERRORS as err:
         yield _unparseable_table(err, data)
         return
-    yield from _long_table_records(frame)
+    if missing:
+        yield Rejection(
+            None,
+            Rule.WRONG_KEYS,
+            f"long table lacks columns {missing}; required: {list(LONG_TABLE_COLUMNS)}",
+            excerpt_of(str(frame.columns)),
+        )
+        return
+    for index, group in enumerate(groups):
+        yield _long_table_dialogue(index, group)
 
 
-def _unparseable_table(err: Exception, data: bytes) -> Rejection:
+def _unparseable_table(err: BaseException, data: bytes) -> Rejection:
     return Rejection(
         None,
         Rule.UNPARSEABLE_FILE,
@@ -184,52 +354,84 @@ def _unparseable_table(err: Exception, data: bytes) -> Rejection:
     )
 
 
-def _long_table_records(frame: pl.DataFrame) -> Iterator[Parsed]:
-    missing = [c for c in LONG_TABLE_COLUMNS if c not in frame.columns]
-    if missing:
-        yield Rejection(
-            None,
-            Rule.WRONG_KEYS,
-            f"long table lacks columns {missing}; required: {list(LONG_TABLE_COLUMNS)}",
-            excerpt_of(str(frame.columns)),
-        )
-        return
-    frame = frame.with_row_index("_row").with_columns(
-        pl.col("turn_index").cast(pl.Int64, strict=False).alias("_turn"),
-        pl.col("dialogue_id").cast(pl.Utf8),
-    )
-    groups = frame.group_by("dialogue_id", maintain_order=True).agg(pl.all())
-    for index, group in enumerate(groups.iter_rows(named=True)):
-        yield _long_table_dialogue(index, group)
+def _dialogue_groups(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """One dict of column -> list of values per dialogue_id, in order of first appearance.
+
+    Values stay as the file typed them (a Parquet column may hold lists, floats, bytes …):
+    each record is then judged on its own values, so one bad dialogue never sinks the file.
+    """
+    columns = [*LONG_TABLE_COLUMNS, *(c for c in _OPTIONAL_COLUMNS if c in frame.columns)]
+    grouped = frame.select(columns).group_by("dialogue_id", maintain_order=True).agg(pl.all())
+    return list(grouped.iter_rows(named=True))
 
 
 def _long_table_dialogue(index: int, group: dict[str, Any]) -> Parsed:
-    rows = sorted(
-        zip(group["_turn"], group["role"], group["text"], strict=True),
-        key=lambda row: (row[0] is None, row[0]),
-    )
-    excerpt = excerpt_of({"dialogue_id": group["dialogue_id"], "rows": rows[:4]})
-    if any(turn is None for turn, _, _ in rows):
+    dialogue_id = group["dialogue_id"]
+    raw_rows = list(zip(group["turn_index"], group["role"], group["text"], strict=True))
+    excerpt = excerpt_of({"dialogue_id": dialogue_id, "rows": raw_rows[:4]})
+    if not isinstance(dialogue_id, str | int | float | None) or isinstance(dialogue_id, bool):
         return Rejection(
-            index, Rule.WRONG_TYPE, "turn_index must be an integer on every row", excerpt
+            index,
+            Rule.WRONG_TYPE,
+            f"dialogue_id must be text or an integer, got {type(dialogue_id).__name__}",
+            excerpt,
         )
-    roles = [str(role).strip().lower() for _, role, _ in rows]
+    numbers = [_whole_number(turn) for turn, _, _ in raw_rows]
+    if any(n is None for n in numbers):
+        return Rejection(
+            index,
+            Rule.WRONG_TYPE,
+            "turn_index must be a whole number on every row (a fraction such as 0.5 is neither "
+            "rounded nor truncated: fix the export)",
+            excerpt,
+        )
+    if not all(isinstance(role, str) for _, role, _ in raw_rows):
+        return Rejection(
+            index, Rule.WRONG_TYPE, "role must be text (patient or doctor) on every row", excerpt
+        )
+    turn_numbers = [n for n in numbers if n is not None]  # all of them, checked above
+    rows = sorted(zip(turn_numbers, raw_rows, strict=True), key=lambda row: row[0])
+    roles = [role.strip().lower() for _, (_, role, _) in rows]
     expected = ["patient", "doctor"] * (len(rows) // 2 + 1)
     if roles != expected[: len(roles)] or len(roles) % 2:
         return Rejection(
             index,
             Rule.ROLE_ORDER,
-            f"dialogue {group['dialogue_id']!r}: roles must alternate patient, doctor and end "
+            f"dialogue {shown_name(dialogue_id)}: roles must alternate patient, doctor and end "
             f"with a doctor reply; got {shown_names(roles)}",
             excerpt,
         )
-    turns = [{"patient": rows[i][2], "doctor": rows[i + 1][2]} for i in range(0, len(rows), 2)]
-    record: dict[str, Any] = {"source_id": group["dialogue_id"], "turns": turns}
-    for optional in ("source", "language"):
-        values = {v for v in group.get(optional, []) if v is not None}
+    texts = [text for _, (_, _, text) in rows]
+    turns = [{"patient": texts[i], "doctor": texts[i + 1]} for i in range(0, len(texts), 2)]
+    record: dict[str, Any] = {"source_id": dialogue_id, "turns": turns}
+    for optional in _OPTIONAL_COLUMNS:
+        values = _distinct(v for v in group.get(optional, []) if v is not None)
         if len(values) == 1:
-            record[optional] = values.pop()
+            record[optional] = values[0]
     return index, record
+
+
+def _whole_number(value: Any) -> int | None:
+    """A turn_index cell as an integer; None unless it is one (0.4 is not turn 0)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, Decimal):
+        return int(value) if value.is_finite() and value == value.to_integral_value() else None
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    """The distinct values in order; lists and other unhashable cells compared by their repr."""
+    seen: dict[str, Any] = {}
+    for value in values:
+        seen.setdefault(f"{type(value).__name__}:{value!r}", value)
+    return list(seen.values())
 
 
 _READERS: dict[str, tuple[str, Callable[[bytes], Iterator[Parsed]]]] = {
@@ -244,26 +446,22 @@ SUPPORTED_EXTENSIONS = tuple(_READERS)
 def count_records(name: str, data: bytes) -> int:
     """How many records a file holds, counted without validating them.
 
-    An independent count for the ``records read = accepted + quarantined`` check: non-blank
-    lines for JSONL, list items for JSON, dialogue ids for long tables, and 1 for a file that
-    cannot be read at all (it is quarantined as one record).
+    The other side of the ``records read = accepted + quarantined`` check: non-blank lines for
+    JSONL, list items for JSON, distinct dialogue ids for a long table with every required
+    column, and 1 for a file that cannot be read as records at all (it is quarantined as one).
     """
     suffix = file_suffix(name)
-    try:
-        if suffix == "jsonl":
-            return sum(1 for line in data.removeprefix(_BOM).splitlines() if line.strip())
-        if suffix == "json":
-            document = json.loads(data.removeprefix(_BOM).decode("utf-8"))
-            return len(document) if isinstance(document, list) else 1
-        if suffix in ("csv", "parquet"):
-            source = io.BytesIO(data)
-            frame = (
-                pl.read_csv(source, infer_schema=False)
-                if suffix == "csv"
-                else pl.read_parquet(source)
-            )
-            if "dialogue_id" in frame.columns:
+    if suffix == "jsonl":
+        return sum(1 for line in data.removeprefix(_BOM).splitlines() if line.strip())
+    if suffix == "json":
+        text = decode_utf8(data)
+        items = text if isinstance(text, Rejection) else _json_list_items(text, "records")
+        return 1 if isinstance(items, Rejection) else len(items)
+    if suffix in ("csv", "parquet"):
+        try:
+            frame = _read_table(suffix, data)
+            if all(c in frame.columns for c in LONG_TABLE_COLUMNS):
                 return frame["dialogue_id"].n_unique()
-    except (ValueError, pl.exceptions.PolarsError):
-        pass  # unreadable: the whole file is one quarantined record
+        except _TABLE_ERRORS:
+            pass  # unreadable: the whole file is one quarantined record
     return 1

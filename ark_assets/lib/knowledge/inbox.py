@@ -17,7 +17,8 @@ from ark_assets.lib.knowledge.records import SourceFile
 
 
 def current_files(inbox: Path, cache: ScanCache | None = None) -> list[ArrivedFile]:
-    """Complete files in the inbox (any extension: unsupported ones are quarantined later)."""
+    """Complete regular files in the inbox (any extension: unsupported ones are quarantined
+    later). Symbolic links are never read, as in the dialogue inbox (``lib.ingest.inbox``)."""
     return scan(inbox, cache or ScanCache())
 
 

@@ -124,3 +124,68 @@ def test_kill_9_during_a_warehouse_write_then_rerun(env: dict[str, str], tmp_pat
 
 def _count_sql(table: str, batch: str) -> str:
     return f"select count(*), count(distinct record_index) from ark.{table} where batch = '{batch}'"
+
+
+# Runs the ingest step in this process, and SIGKILLs it the moment a committed warehouse write
+# has left either ingest table holding rows: what `kill -9` between two writes would leave.
+KILL_AFTER_FIRST_INGEST_WRITE = """
+import os, signal, sys
+from contextlib import contextmanager
+import dagster as dg, duckdb
+from ark_assets.lib import warehouse
+
+real_connect = warehouse.connect
+
+@contextmanager
+def connect(database, *args, **kwargs):
+    with real_connect(database, *args, **kwargs) as conn:
+        yield conn
+    with duckdb.connect(str(database), read_only=True) as check:
+        tables = {t for (t,) in check.execute(
+            "select table_name from information_schema.tables where table_schema = 'ark'"
+        ).fetchall()}
+    if tables & {"raw_dialogues", "quarantined_records"}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+warehouse.connect = connect
+from ark_assets.definitions import defs
+from ark_assets.defs.runs import runnable
+definitions = defs()
+with dg.DagsterInstance.get() as instance:
+    dg.materialize(
+        runnable(definitions),
+        selection=dg.AssetSelection.assets("raw_dialogues", "quarantined_records"),
+        partition_key=sys.argv[1],
+        instance=instance,
+        resources=dict(definitions.resources or {}),
+    )
+"""
+
+
+def test_kill_9_between_the_two_ingest_tables_leaves_them_consistent(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """#18 item 8: 5,000 raw rows, 0 quarantine rows and metadata claiming 50 quarantined."""
+    batch = write_jsonl(tmp_path / "mixed.jsonl", 200)
+    with batch.open("a") as handle:
+        handle.write("not json\n" * 50)
+    (key,) = _register(env, [batch])
+    victim = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_INGEST_WRITE, key],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.decode()[-3000:]
+    stored = {
+        table: _rows(env, f"select count(*) from ark.{table} where batch = '{key}'")[0][0]
+        for table in ("raw_dialogues", "quarantined_records")
+    }
+    assert stored == {"raw_dialogues": 200, "quarantined_records": 50}  # both, never one
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for asset in ("raw_dialogues", "quarantined_records"):
+            for record in instance.fetch_materializations(dg.AssetKey(asset), limit=5).records:
+                meta = record.asset_materialization.metadata  # type: ignore[union-attr]
+                assert meta["accepted"].value == stored["raw_dialogues"]
+                assert meta["quarantined"].value == stored["quarantined_records"]

@@ -2,11 +2,13 @@
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from ark_assets.lib.ingest.batches import ingest_batch
 from ark_assets.lib.ingest.dialogues import Dialogue, Limits, Rule
 from ark_assets.lib.ingest.formats import count_records, ingest_file
 from ark_assets_tests.conftest import BAD_INPUTS, SAMPLES
@@ -175,3 +177,136 @@ def test_sample_files_exist_with_attribution() -> None:
     sources = (SAMPLES / "SOURCES.md").read_text()
     assert "CC BY 4.0" in sources and "MTS-Dialog" in sources
     assert Path(SAMPLES / "kb_qa_sample.jsonl").exists()
+
+
+GOOD_LINE = json.dumps({"turns": TURNS}, ensure_ascii=False)
+# One record each that crashed its whole batch (#18): the parser's recursion limit, Python's
+# int-to-text limit, a lone surrogate (no UTF-8 encoding), NUL in a turn and in the source.
+HOSTILE_RECORDS = {
+    "deep": ("[" * 10_000 + "]" * 10_000, Rule.WRONG_SHAPE),
+    "deep_field": (
+        json.dumps({"turns": TURNS, "extra": 0})[:-2] + "[" * 200 + "]" * 200 + "}",
+        Rule.WRONG_SHAPE,
+    ),
+    "long_int": ('{"turns": [], "source_id": ' + "9" * 5_000 + "}", Rule.NO_TURNS),
+    "long_int_id": (
+        json.dumps({"turns": TURNS})[:-1] + ', "source_id": ' + "9" * 5_000 + "}",
+        Rule.WRONG_TYPE,
+    ),
+    "long_int_text": (
+        '{"turns": [{"patient": ' + "9" * 5_000 + ', "doctor": "d"}]}',
+        Rule.WRONG_TYPE,
+    ),
+    "surrogate": ('{"turns": [{"patient": "\\ud800", "doctor": "d"}]}', Rule.INVALID_CHARACTER),
+    "nul_text": ('{"turns": [{"patient": "a\\u0000b", "doctor": "d"}]}', Rule.INVALID_CHARACTER),
+    "nul_source": (
+        json.dumps({"turns": TURNS, "source": "s\u0000"}, ensure_ascii=False),
+        Rule.INVALID_CHARACTER,
+    ),
+}
+
+
+def _batch(name: str, data: bytes) -> None:
+    """The rows both ingest tables would store: building them encodes every string as UTF-8."""
+    frames = ingest_batch("b", name, data, "0" * 64, Limits(), datetime.now(UTC))
+    for table in (frames.accepted, frames.quarantined):
+        table.write_parquet(io.BytesIO())
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_RECORDS))
+@pytest.mark.parametrize("suffix", ["jsonl", "json"])
+def test_one_hostile_record_is_quarantined_and_the_others_kept(case: str, suffix: str) -> None:
+    record, rule = HOSTILE_RECORDS[case]
+    lines = [GOOD_LINE, record, GOOD_LINE]
+    data = ("\n".join(lines) if suffix == "jsonl" else "[" + ",".join(lines) + "]").encode()
+    result = ingest_file(f"f.{suffix}", data, Limits())
+    assert [d.record_index for d in result.dialogues] == [0, 2]
+    assert [(r.record_index, r.rule) for r in result.rejections] == [(1, rule)]
+    assert result.records_read == count_records(f"f.{suffix}", data) == 3
+    (rejection,) = result.rejections
+    assert len(rejection.excerpt) <= 241 and "\x00" not in rejection.excerpt
+    rejection.excerpt.encode("utf-8")  # storable: no lone surrogate left in it
+    _batch(f"f.{suffix}", data)
+
+
+def test_a_file_not_json_around_a_deep_item_is_one_record() -> None:
+    data = b'[{"turns": []}, ' + b"[" * 10_000 + b"]" * 10_000 + b", {oops}]"
+    result = ingest_file("f.json", data, Limits())
+    assert [(r.record_index, r.rule) for r in result.rejections] == [(None, Rule.UNPARSEABLE_FILE)]
+    assert count_records("f.json", data) == 1
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_parquet_with_list_typed_dialogue_id_and_source_is_quarantined_per_dialogue() -> None:
+    data = _parquet(
+        pl.DataFrame(
+            {
+                "dialogue_id": [["a"], ["a"], ["b"], ["b"]],
+                "turn_index": [0, 1, 0, 1],
+                "role": ["patient", "doctor"] * 2,
+                "text": ["我头疼三天了", "发烧吗？", "咳嗽", "多久了？"],
+            }
+        )
+    )
+    result = ingest_file("t.parquet", data, Limits())
+    assert [(r.record_index, r.rule) for r in result.rejections] == [
+        (0, Rule.WRONG_TYPE),
+        (1, Rule.WRONG_TYPE),
+    ]
+    assert "dialogue_id must be text" in result.rejections[0].message
+    assert result.records_read == count_records("t.parquet", data) == 2
+
+    frame = pl.DataFrame(
+        {
+            "dialogue_id": ["a", "a", "b", "b"],
+            "turn_index": [0, 1, 0, 1],
+            "role": ["patient", "doctor"] * 2,
+            "text": ["我头疼三天了", "发烧吗？", "咳嗽", "多久了？"],
+            "source": [["s"], ["s"], None, None],
+        }
+    )
+    data = _parquet(frame)
+    result = ingest_file("t.parquet", data, Limits())
+    assert [d.source_id for d in result.dialogues] == ["b"]
+    assert [(r.record_index, r.rule) for r in result.rejections] == [(0, Rule.WRONG_TYPE)]
+    assert result.records_read == count_records("t.parquet", data) == 2
+    _batch("t.parquet", data)
+
+
+def test_fractional_turn_index_is_quarantined_not_truncated() -> None:
+    data = _parquet(
+        pl.DataFrame(
+            {
+                "dialogue_id": ["a", "a", "b", "b"],
+                "turn_index": [0.4, 0.6, 0.0, 1.0],
+                "role": ["patient", "doctor"] * 2,
+                "text": ["我头疼三天了", "发烧吗？", "咳嗽", "多久了？"],
+            }
+        )
+    )
+    result = ingest_file("t.parquet", data, Limits())
+    assert [d.source_id for d in result.dialogues] == ["b"]
+    assert [(r.record_index, r.rule) for r in result.rejections] == [(0, Rule.WRONG_TYPE)]
+    assert "whole number" in result.rejections[0].message
+
+
+def test_nul_in_a_long_table_text_cell_is_quarantined() -> None:
+    data = b"dialogue_id,turn_index,role,text\na,0,patient,hi\x00there\na,1,doctor,ok\n"
+    result = ingest_file("t.csv", data, Limits())
+    assert [(r.record_index, r.rule) for r in result.rejections] == [(0, Rule.INVALID_CHARACTER)]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_long_table_with_dialogue_id_but_no_turn_index_or_role_is_one_record(suffix: str) -> None:
+    """#18 item 7: the count said 3 (dialogue ids), the reader 1 (the file): a false failure."""
+    frame = pl.DataFrame({"dialogue_id": ["a", "b", "c"], "text": ["x", "y", "z"]})
+    buffer = io.BytesIO()
+    frame.write_csv(buffer) if suffix == "csv" else frame.write_parquet(buffer)
+    result = ingest_file(f"t.{suffix}", buffer.getvalue(), Limits())
+    assert [(r.record_index, r.rule) for r in result.rejections] == [(None, Rule.WRONG_KEYS)]
+    assert result.records_read == count_records(f"t.{suffix}", buffer.getvalue()) == 1
