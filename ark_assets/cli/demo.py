@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 
+from ark_assets.defs.operations.dead_runs import reap_dead_runs
 from ark_assets.defs.resources import data_dir
 from ark_assets.defs.runs import QUIET_LOGGERS, failure_reason, runnable
 from ark_assets.lib.artifacts import package_data
@@ -249,6 +250,9 @@ def run_demo() -> dict[str, Any]:
     definitions = defs()
     resources = dict(definitions.resources or {})
     with dg.DagsterInstance.get() as instance:
+        for dead in reap_dead_runs(instance):  # a killed earlier run must not hold a pool slot
+            print(f"run {dead.run_id} ({dead.job}): its process {dead.pid} is gone; marked "
+                  f"failed, {dead.freed_slots} pool slot(s) freed", flush=True)  # fmt: skip
         dropped = drop_samples(resources)
         added = register_arrivals(definitions, instance, resources)
         runs = materialize_graph(definitions, instance, resources)
