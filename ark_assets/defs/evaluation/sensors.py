@@ -7,7 +7,7 @@ import dagster as dg
 from ark_assets.defs.evaluation.jobs import eval_import_job
 from ark_assets.defs.evaluation.resources import EvalInbox
 from ark_assets.defs.partitions import EVAL_FILES, eval_files
-from ark_assets.lib.ingest.inbox import ScanCache, batch_digest, scan
+from ark_assets.lib.ingest.inbox import ScanCache, batch_identity, scan
 
 
 @dg.sensor(
@@ -15,17 +15,18 @@ from ark_assets.lib.ingest.inbox import ScanCache, batch_digest, scan
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Registers each new eval-inbox file (MedArk test items, result files, MedRAG "
-    "files, records.pkl) as an eval_files partition and imports it; known content is skipped.",
+    "files, records.pkl) as an eval_files partition and imports it; content already known in the "
+    "same format is skipped.",
 )
 def eval_inbox_sensor(
     context: dg.SensorEvaluationContext, eval_inbox: EvalInbox
 ) -> dg.SensorResult | dg.SkipReason:
     cache = ScanCache.from_cursor(context.cursor)
-    known = {batch_digest(key) for key in context.instance.get_dynamic_partitions(EVAL_FILES)}
+    known = {batch_identity(key) for key in context.instance.get_dynamic_partitions(EVAL_FILES)}
     new: list[str] = []
     for arrived in scan(Path(eval_inbox.path), cache):
-        if batch_digest(arrived.key) not in known:
-            known.add(batch_digest(arrived.key))
+        if batch_identity(arrived.key) not in known:
+            known.add(batch_identity(arrived.key))
             new.append(arrived.key)
     context.update_cursor(cache.to_cursor())
     if not new:
