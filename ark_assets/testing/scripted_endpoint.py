@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 _STAGES = (
     "RetrievalRequest",
@@ -75,15 +76,12 @@ def canned(body: dict[str, Any], n: int) -> Reply:
     return Reply(content=json.dumps(answers.get(output_name(body), {})))
 
 
-class ScriptedEndpoint:
-    def __init__(self, script: Script = canned, latency_s: float = 0.0) -> None:
-        self.script = script
-        self.latency_s = latency_s
-        self.requests: list[dict[str, Any]] = []
-        self.peak_in_flight = 0
-        self._in_flight = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+class LoopbackServer:
+    """A socketserver on 127.0.0.1 served from a thread while the ``with`` block runs; its
+    ``base_url`` is the OpenAI-style ``/v1`` root."""
+
+    def serve(self, server: socketserver.ThreadingTCPServer | ThreadingHTTPServer) -> None:
+        self._server = server
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -93,7 +91,7 @@ class ScriptedEndpoint:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def __enter__(self) -> ScriptedEndpoint:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -106,6 +104,17 @@ class ScriptedEndpoint:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class ScriptedEndpoint(LoopbackServer):
+    def __init__(self, script: Script = canned, latency_s: float = 0.0) -> None:
+        self.script = script
+        self.latency_s = latency_s
+        self.requests: list[dict[str, Any]] = []
+        self.peak_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler()))
 
     def _answer(self, body: dict[str, Any]) -> tuple[Reply, int]:
         with self._lock:

@@ -18,8 +18,9 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Any
+
+from ark_assets.testing.scripted_endpoint import LoopbackServer
 
 Answer = Callable[[dict[str, Any], int], Iterable[bytes]]
 
@@ -49,34 +50,12 @@ def completion_body(content: str) -> bytes:
     ).encode()
 
 
-class HostileEndpoint:
+class HostileEndpoint(LoopbackServer):
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> HostileEndpoint:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self.serve(socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler()))
 
     def _record(self, body: dict[str, Any]) -> int:
         with self._lock:
