@@ -148,7 +148,7 @@ class SftConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="3",
+    code_version="4",
     kinds={"pytorch", "peft"},
     ins={"sft_records": dg.AssetIn()},
     deps=["base_model"],

@@ -1,23 +1,28 @@
-"""LoRA SFT trainer: peft + trl ``SFTTrainer`` on pre-tokenized ark examples.
+"""LoRA SFT trainer on pre-tokenized ark examples: our recipe (peft + trl ``SFTTrainer``) or
+MedArk's (peft + the plain transformers ``Trainer``), chosen by ``recipe``.
 
 Runs in its own process (``python -m ark_assets.lib.training.sft_train CONFIG.json``), launched
 by the ``sft_adapter`` asset through Dagster Pipes: CUDA memory and crashes stay in this process,
 logs and metrics stream back as Pipes messages, and the final metadata is reported as the
 asset's materialization. Run by hand it prints the same messages to stdout.
 
-No example is padded to a fixed length: ``batching = "length_grouped"`` sorts examples into
-batches of similar length and pads each batch only to its longest member; ``"padding_free"``
-concatenates a batch into one row with position ids (needs flash-attention kernels, i.e. a
-GPU); ``"pad_to_max"`` is MedArk's recipe (every example padded to ``max_length``), kept for
-benchmarks.
+``recipe = "ark"`` (the default) projects only the labelled positions through the LM head
+(``sft_step.causal_lm_loss``) on every device; ``"medark"`` is MedArk's trainer as MedArk runs
+it: the model's own loss over full-vocabulary logits at every position, every example padded to
+``max_length`` (``batching = "pad_to_max"``), kept for benchmarks (``bench.sft``).
+
+No example of ours is padded to a fixed length: ``batching = "length_grouped"`` sorts examples
+into batches of similar length and pads each batch only to its longest member;
+``"padding_free"`` concatenates a batch into one row with position ids (needs flash-attention
+kernels, i.e. a GPU); ``"pad_to_max"`` pads every example to ``max_length`` as MedArk does.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-import random
 import resource
 import shutil
 import sys
@@ -31,8 +36,18 @@ import torch
 from pydantic import BaseModel, Field, model_validator
 
 from ark_assets.lib.artifacts import atomic_directory
+from ark_assets.lib.compliance.provenance import BUILT_WITH, build_environment
 from ark_assets.lib.hashing import sha256_tree
 from ark_assets.lib.training.curves import plot_curves
+from ark_assets.lib.training.runs import SETTINGS_EXTRA
+from ark_assets.lib.training.sft_step import (
+    LORA_TARGETS,
+    MEDARK_LORA,
+    causal_lm_loss,
+    grouped_order,
+    pad_to_length,
+    peft_lora_config,
+)
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -40,14 +55,7 @@ if TYPE_CHECKING:
 LOSS_PLOT = "loss_curve.png"
 Batching = Literal["length_grouped", "padding_free", "pad_to_max"]
 LoraPreset = Literal["ark", "medark"]
-
-# The modules each preset adapts. MedArk sets no targets of its own: it passes peft's default
-# mapping for qwen2, which is q_proj and v_proj only. Ours is peft's "all-linear" (every
-# attention and MLP projection, not the output head): at rank 8, q/v alone leave a small student
-# little capacity to learn the tool-call format, and all-linear is the usual LoRA practice since
-# QLoRA (not measured here).
-LORA_TARGETS: dict[str, list[str] | str] = {"ark": "all-linear", "medark": ["q_proj", "v_proj"]}
-MEDARK_LORA: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.1, "use_rslora": True}
+Recipe = Literal["ark", "medark"]
 
 
 class LoraSettings(BaseModel):
@@ -79,16 +87,7 @@ class LoraSettings(BaseModel):
 
 def lora_config(lora: LoraSettings) -> LoraConfig:
     """The peft adapter configuration of ``lora``."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        use_rslora=lora.use_rslora,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
+    return peft_lora_config(lora.r, lora.alpha, lora.dropout, lora.use_rslora, lora.target_modules)
 
 
 class RunSettings(BaseModel):
@@ -125,6 +124,21 @@ class SftSettings(RunSettings):
     batch_size: int = 4
     batching: Batching = "length_grouped"
     max_length: int = 2048
+    recipe: Recipe = Field(
+        default="ark",
+        description="ark: trl's SFTTrainer, the LM head and loss over labelled positions only; "
+        "medark: MedArk's trainer (transformers Trainer, the model's own loss over "
+        "full-vocabulary logits at every position), with batching pad_to_max.",
+    )
+
+    @model_validator(mode="after")
+    def _medark_recipe_pads(self) -> SftSettings:
+        if self.recipe == "medark" and self.batching != "pad_to_max":
+            raise ValueError(
+                f"recipe 'medark' pads every example to max_length as MedArk does, got batching "
+                f"{self.batching!r}: set batching 'pad_to_max', or use recipe 'ark'"
+            )
+        return self
 
 
 class _Reporter:
@@ -137,6 +151,16 @@ class _Reporter:
         if _launched_by_dagster():
             self._opened = open_dagster_pipes()
             self._pipes = self._opened.__enter__()
+
+    def settings(self, argv: list[str] | None) -> dict[str, Any]:
+        """The run's settings: the Pipes context's ``settings`` extra when a launcher sent
+        them, else the JSON file named on the command line (a run by hand)."""
+        if self._pipes and SETTINGS_EXTRA in self._pipes.extras:
+            return dict(self._pipes.extras[SETTINGS_EXTRA])
+        args = argv if argv is not None else sys.argv[1:]
+        if not args:
+            raise SystemExit("no settings: name the run's settings.json (or launch through Pipes)")
+        return json.loads(Path(args[0]).read_text())
 
     def log(self, message: str) -> None:
         if self._pipes:
@@ -192,7 +216,10 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def write_card(directory: Path, card: dict[str, Any], settings: RunSettings) -> None:
-    """The adapter's ``training_card.json``, and the run's lineage copied beside it."""
+    """The adapter's ``training_card.json`` with the git commit and package versions of this
+    trainer process (``built_with``: what the audit reports), and the run's lineage copied
+    beside it."""
+    card = {**card, BUILT_WITH: build_environment()}
     (directory / "training_card.json").write_text(json.dumps(card, indent=2))
     if settings.lineage_path:
         shutil.copyfile(settings.lineage_path, directory / Path(settings.lineage_path).name)
@@ -220,10 +247,17 @@ def length_grouped_order(lengths: list[int], settings: SftSettings) -> list[int]
     and shuffling whole batches (seeded) groups at any dataset size.
     """
     per_update = settings.batch_size * settings.gradient_accumulation
-    by_length = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches = [by_length[i : i + per_update] for i in range(0, len(by_length), per_update)]
-    random.Random(settings.seed).shuffle(batches)
-    return [index for batch in batches for index in batch]
+    return grouped_order(lengths, per_update, settings.seed)
+
+
+def training_order(lengths: list[int], settings: SftSettings) -> list[int]:
+    """The order the trainer reads the rows in: ``length_grouped_order`` for length-grouped
+    batches, else a seeded shuffle of single examples (MedArk shuffles its examples with a
+    seed). At one example per update the two are the same permutation, so batch-1 runs of both
+    recipes see the same examples in the same order (``bench.sft`` compares their losses)."""
+    if settings.batching == "length_grouped":
+        return length_grouped_order(lengths, settings)
+    return grouped_order(lengths, 1, settings.seed)
 
 
 def _dataset(settings: SftSettings) -> Any:
@@ -231,8 +265,7 @@ def _dataset(settings: SftSettings) -> Any:
 
     frame = pl.read_parquet(settings.records_path, columns=["input_ids", "prompt_tokens"])
     frame = frame.with_columns(length=pl.col("input_ids").list.len())
-    if settings.batching == "length_grouped":
-        frame = frame[length_grouped_order(frame["length"].to_list(), settings)]
+    frame = frame[training_order(frame["length"].to_list(), settings)]
     ids = frame["input_ids"].to_list()
     # Loss on the assistant turn only: everything before prompt_tokens is ignored (-100).
     labels = [
@@ -244,9 +277,73 @@ def _dataset(settings: SftSettings) -> Any:
     )
 
 
+class HeadRows:
+    """Counts the rows the model's LM head projects through the vocabulary (a forward hook):
+    every position of every padded row for MedArk's loss, the labelled positions for ours."""
+
+    def __init__(self, model: Any) -> None:
+        self.rows = 0
+        model.get_output_embeddings().register_forward_hook(self._count)
+
+    def _count(self, module: Any, args: tuple[Any, ...], output: Any) -> None:
+        self.rows += int(args[0].shape[:-1].numel())
+
+
+def _medark_trainer(
+    settings: SftSettings, model: Any, dataset: Any, collator: TokenCounter, arguments: dict
+) -> Any:
+    """MedArk's trainer: peft's LoRA on the model, the plain transformers Trainer, whose loss is
+    the model's own (full-vocabulary logits at every position, labels -100 outside the answer)."""
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    set_seed(settings.seed)  # as trl does before peft: both recipes start from one LoRA init
+    model = get_peft_model(model, lora_config(settings.lora))
+    if settings.gradient_checkpointing:
+        model.enable_input_require_grads()  # as trl: Trainer misses it (transformers#42489)
+    return Trainer(
+        model=model,
+        args=TrainingArguments(**arguments, label_names=["labels"]),
+        train_dataset=dataset,
+        data_collator=collator,
+    )
+
+
+def _ark_trainer(
+    settings: SftSettings,
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    collator: TokenCounter,
+    arguments: dict,
+) -> Any:
+    """Our trainer: trl's SFTTrainer with the loss of ``sft_step.causal_lm_loss``. trl's fused
+    LM head skips the unlabelled positions only on CUDA (with Triton); on CPU it scores every
+    position, so the loss is ours on every device."""
+    from trl import SFTConfig, SFTTrainer
+
+    class LabelledLossTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = causal_lm_loss(model, inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    config = SFTConfig(
+        **arguments,
+        max_length=None,  # over-length examples were quarantined upstream, never truncated
+        padding_free=settings.batching == "padding_free",
+    )
+    return LabelledLossTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(settings.lora),
+        data_collator=collator,
+    )
+
+
 def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     device = _device(settings)
@@ -257,16 +354,10 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         dtype=torch.bfloat16 if bf16 else torch.float32,
         attn_implementation="flash_attention_2" if settings.batching == "padding_free" else "sdpa",
     )
+    head_rows = HeadRows(model)
     dataset = _dataset(settings)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    collator = TokenCounter(
-        DataCollatorForLanguageModeling(
-            pad_token_id=pad_id,
-            padding_free=settings.batching == "padding_free",
-            pad_to_multiple_of=settings.max_length if settings.batching == "pad_to_max" else None,
-        )
-    )
-    config = SFTConfig(
+    arguments = dict(
         output_dir=settings.checkpoint_dir,
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
@@ -275,12 +366,7 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation,
         gradient_checkpointing=settings.gradient_checkpointing,
-        # length_grouped rows are already in batch order (length_grouped_order)
-        train_sampling_strategy=(
-            "sequential" if settings.batching == "length_grouped" else "random"
-        ),
-        max_length=None,  # over-length examples were quarantined upstream, never truncated
-        padding_free=settings.batching == "padding_free",
+        train_sampling_strategy="sequential",  # the rows are in training_order already
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=2,
@@ -293,7 +379,22 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
-    peft_config = lora_config(settings.lora)
+    if settings.recipe == "medark":
+        collator = TokenCounter(
+            functools.partial(pad_to_length, length=settings.max_length, pad_id=pad_id)
+        )
+        trainer = _medark_trainer(settings, model, dataset, collator, arguments)
+    else:
+        collator = TokenCounter(
+            DataCollatorForLanguageModeling(
+                pad_token_id=pad_id,
+                padding_free=settings.batching == "padding_free",
+                pad_to_multiple_of=(
+                    settings.max_length if settings.batching == "pad_to_max" else None
+                ),
+            )
+        )
+        trainer = _ark_trainer(settings, model, tokenizer, dataset, collator, arguments)
     losses: list[dict[str, float]] = []
 
     class Progress(TrainerCallback):
@@ -304,15 +405,7 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
                 reporter.event({"kind": "loss", **point})
                 reporter.log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
 
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        data_collator=collator,
-        callbacks=[Progress()],
-    )
+    trainer.add_callback(Progress())
     checkpoint = latest_checkpoint(Path(settings.checkpoint_dir))
     resumed_from = checkpoint.name if checkpoint else None
     if checkpoint:
@@ -352,6 +445,8 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         "useful_ratio": collator.useful / collator.processed if collator.processed else None,
         "train_seconds": seconds,
         "useful_tokens_per_s": collator.useful / seconds if seconds else None,
+        "lm_head_rows": head_rows.rows,
+        "recipe": settings.recipe,
         "peak_memory_mib": peak,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "dtype": "bf16" if bf16 else "fp32",
@@ -359,10 +454,9 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = argv if argv is not None else sys.argv[1:]
-    settings = SftSettings.model_validate_json(Path(args[0]).read_text())
     reporter = _Reporter()
     try:
+        settings = SftSettings.model_validate(reporter.settings(argv))
         outcome = train(settings, reporter)
         reporter.materialized(outcome)
     finally:
