@@ -45,7 +45,7 @@ def test_torch_is_installed_first_at_the_locked_version() -> None:
     installs = _pip_installs()
     assert _pin((REPO / "constraints.txt").read_text(), "torch") in installs[0].split()
     assert not any("torch==" in install for install in installs[1:])
-    assert all("-c /tmp/constraints.txt" in install for install in installs), installs
+    assert all("-c /opt/ark/constraints.txt" in install for install in installs), installs
 
 
 def test_the_package_comes_from_its_wheel_with_the_extras_a_cluster_needs() -> None:
