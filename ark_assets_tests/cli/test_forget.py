@@ -4,7 +4,6 @@ clean refusal (never a traceback) for what cannot name anything. All data is FAK
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,12 +51,8 @@ class Home:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
-    monkeypatch.setenv("ARK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    monkeypatch.setenv("ARK_EMBEDDER", "hashing")
-    (tmp_path / "dagster_home").mkdir()
-    yield Home(tmp_path / "data")
+def home(cli_data_dir: Path, tmp_path: Path) -> Home:
+    return Home(cli_data_dir)
 
 
 def _refusal(target: str) -> str:
