@@ -62,3 +62,16 @@ def loop_progress(log: Any, label: str, total: int) -> Callable[[int, int, int],
         progress.update(rows - running)
 
     return on_step
+
+
+def counted_progress(log: Any, label: str, unit: str = "items") -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback (the embedders' and the KB sync's) as progress lines; the
+    total is taken from the first call."""
+    progress: list[Progress] = []
+
+    def report(done: int, total: int) -> None:
+        if not progress or progress[0].total != total:
+            progress[:] = [Progress(log, label, total, unit=unit)]
+        progress[0].update(done)
+
+    return report

@@ -1,6 +1,6 @@
 """Progress lines: every tenth or every minute, with rate and ETA, never one per item."""
 
-from ark_assets.defs.progress import Progress, loop_progress
+from ark_assets.defs.progress import Progress, counted_progress, loop_progress
 
 
 class Log:
@@ -42,3 +42,12 @@ def test_the_agent_loop_callback_counts_finished_rows() -> None:
     on_step(3, 0, 4)
     assert log.lines[-1].startswith("agent_smoke: 4/4 rows (100%)")
     assert any(line.startswith("agent_smoke: 2/4 rows (50%)") for line in log.lines)
+
+
+def test_a_done_total_callback_reports_tenths() -> None:
+    log = Log()
+    report = counted_progress(log, "embedded", unit="new documents")
+    for done in range(1, 101):
+        report(done, 100)
+    assert len(log.lines) == 10
+    assert log.lines[-1].startswith("embedded: 100/100 new documents (100%)")

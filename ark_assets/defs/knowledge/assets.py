@@ -18,6 +18,7 @@ from ark_assets.defs.metadata import (
     table_metadata,
     table_out,
 )
+from ark_assets.defs.progress import counted_progress
 from ark_assets.defs.quality import log_rejections, phi_free_result, quarantine_output
 from ark_assets.defs.resources import ArtifactStore, Warehouse
 from ark_assets.lib import tables
@@ -203,16 +204,8 @@ def kb_index(
 
 
 def _progress(context: dg.AssetExecutionContext) -> Callable[[int, int], None]:
-    """Logs embedding progress about every 10% (never one line per batch on a big rebuild)."""
-    logged = [-1]
-
-    def report(done: int, total: int) -> None:
-        decile = done * 10 // max(total, 1)
-        if decile != logged[0]:
-            logged[0] = decile
-            context.log.info(f"embedded {done}/{total} new documents")
-
-    return report
+    """Embedding progress about every 10% (never one line per batch on a big rebuild)."""
+    return counted_progress(context.log, "embedded", unit="new documents")
 
 
 class KbRetrievalEvalConfig(dg.Config):

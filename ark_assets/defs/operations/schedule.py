@@ -39,14 +39,15 @@ def latest_materialization(instance: dg.DagsterInstance, asset: str) -> float | 
 def stale_adapters(instance: dg.DagsterInstance) -> dict[str, list[str]]:
     """adapter -> the inputs materialized after it (an adapter never built: every input that
     exists), in training order; adapters with nothing new are left out."""
+    names = {name for adapter, inputs in TRAINING_INPUTS.items() for name in (adapter, *inputs)}
+    latest = {name: latest_materialization(instance, name) for name in names}  # one read each
     stale: dict[str, list[str]] = {}
     for adapter, inputs in TRAINING_INPUTS.items():
-        built = latest_materialization(instance, adapter)
+        built = latest[adapter]
         changed = [
             name
             for name in inputs
-            if (when := latest_materialization(instance, name)) is not None
-            and (built is None or when > built)
+            if (when := latest[name]) is not None and (built is None or when > built)
         ]
         changed += [name for name in inputs if name in stale and name not in changed]
         if changed:
