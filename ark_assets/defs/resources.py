@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ark_assets.lib import warehouse
 from ark_assets.lib.compliance.tombstones import Identifiers, read_requests
+from ark_assets.lib.ingest.batches import INGEST_MEMORY_LIMIT
 from ark_assets.lib.ingest.dialogues import Limits
 
 WAREHOUSE_SCHEMA = "ark"
@@ -155,6 +156,12 @@ class IngestRules(dg.ConfigurableResource):
 
     max_turn_chars: int = Limits.max_turn_chars
     max_turns: int = Limits.max_turns
+    duckdb_memory_limit: str = Field(
+        default=INGEST_MEMORY_LIMIT,
+        description="DuckDB memory of the ingest and tagging steps; a long file's rows beyond "
+        "it go to disk, so the steps' memory does not grow with the file "
+        "(ARK_INGEST_DUCKDB_MEMORY).",
+    )
 
     def limits(self) -> Limits:
         return Limits(max_turn_chars=self.max_turn_chars, max_turns=self.max_turns)
@@ -187,6 +194,7 @@ def build_resources() -> dict[str, Any]:
         "ingest_rules": IngestRules(
             max_turn_chars=setting("ARK_MAX_TURN_CHARS", Limits.max_turn_chars),
             max_turns=setting("ARK_MAX_TURNS", Limits.max_turns),
+            duckdb_memory_limit=setting("ARK_INGEST_DUCKDB_MEMORY", INGEST_MEMORY_LIMIT),
         ),
         "artifacts": ArtifactStore(root=str(base / "artifacts")),
     }

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from ark_assets.cli import main
-from ark_assets.defs.ingest import assets as ingest_assets
+from ark_assets.lib.ingest import stream
 from ark_assets.testing.resources import data_dir_environment
 
 GOOD = {"turns": [{"patient": "I have a cough", "doctor": "Since when?"}]}
@@ -46,7 +46,7 @@ def test_ingest_prints_counts_per_file_and_skips_what_is_already_ingested(
 def test_ingest_exits_non_zero_naming_the_failed_check(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest_assets, "count_records", lambda name, data: 99)
+    monkeypatch.setattr(stream, "records_in", lambda lines: 99)
     dialogues = tmp_path / "lost.jsonl"
     dialogues.write_text(json.dumps(GOOD))
     with pytest.raises(SystemExit) as exit_info:

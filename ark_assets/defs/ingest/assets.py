@@ -11,22 +11,29 @@ import polars as pl
 
 from ark_assets.defs.metadata import (
     PHI_RAW_TAGS,
+    column_schema,
     file_metadata,
-    language_counts,
     table_metadata,
     table_out,
 )
 from ark_assets.defs.partitions import dialogue_batches
-from ark_assets.defs.quality import log_rejections, quarantine_output
+from ark_assets.defs.quality import LOGGED_REJECTIONS, log_rejections
 from ark_assets.defs.resources import ArtifactStore, DialogueInbox, IngestRules, Warehouse
 from ark_assets.lib.artifacts import atomic_write_bytes
 from ark_assets.lib.compliance.tombstones import TABLE as DELETION_REQUESTS
 from ark_assets.lib.ingest import tables
-from ark_assets.lib.ingest.batches import BatchFrames, ingest_batch, store_batch
-from ark_assets.lib.ingest.formats import count_records
-from ark_assets.lib.ingest.inbox import land
-from ark_assets.lib.ingest.tagging import COLLISION, DUPLICATE, medark_tagged_dict, tag_frames
-from ark_assets.lib.tables import frame
+from ark_assets.lib.ingest.batches import (
+    TagSummary,
+    bound_memory,
+    store_batch,
+    store_file,
+    tag_stored_batch,
+)
+from ark_assets.lib.ingest.dialogues import Rejection
+from ark_assets.lib.ingest.inbox import land_file
+from ark_assets.lib.ingest.stream import Summary, Where, read_chunks
+from ark_assets.lib.ingest.tagging import medark_tagged_dict
+from ark_assets.lib.tables import Column, frame
 
 GROUP = "ingest"
 RECORDS_ACCOUNTED = "records_accounted"
@@ -40,13 +47,13 @@ StepEvents = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
         "raw_dialogues": table_out(
             "Accepted dialogues of one arrived file, one row per dialogue.",
             tables.RAW_DIALOGUES,
-            code_version="3",
+            code_version="4",
             tags=PHI_RAW_TAGS,
         ),
         "quarantined_records": table_out(
             "Every record of the file that broke a rule, with the rule and a fix.",
             tables.QUARANTINED_RECORDS,
-            code_version="3",
+            code_version="4",
             tags=PHI_RAW_TAGS,
         ),
     },
@@ -69,61 +76,72 @@ def raw_dialogues(
     ingest_rules: IngestRules,
     warehouse: Warehouse,
 ) -> StepEvents:
-    """Reads the batch's file (landing it on first read), validates every record and splits
-    them into accepted dialogues and quarantined records; drops forgotten dialogues, and the
-    whole file when it is itself forgotten. Both tables are written in one transaction."""
+    """Reads the batch's file (landing it on first read) in chunks, validates every record and
+    splits them into accepted dialogues and quarantined records; drops forgotten dialogues, and
+    the whole file when it is itself forgotten. Both tables are written in one transaction."""
     batch = context.partition_key
     forgotten = warehouse.forgotten()
     if batch in forgotten.batches:
         yield from _forgotten_batch(context, batch, warehouse)
         return
-    name, data, digest = land(batch, Path(inbox.path), Path(inbox.landing_path))
-    frames = ingest_batch(batch, name, data, digest, ingest_rules.limits(), datetime.now(UTC))
-    log_rejections(context.log, ((name, r) for r in frames.result.rejections))
-    read = count_records(name, data)
-    accepted = forgotten.exclude(frames.accepted)
-    counts = _accounting(read, frames, accepted)
-    _store(warehouse, batch, raw_dialogues=accepted, quarantined_records=frames.quarantined)
+    name, path, digest = land_file(batch, Path(inbox.path), Path(inbox.landing_path))
+    where = Where(batch, name, digest, datetime.now(UTC))
+    logged = _RejectionLog(context.log, name)
+    with warehouse.connect() as conn:
+        bound_memory(conn, ingest_rules.duckdb_memory_limit)
+        chunks = read_chunks(path, where, ingest_rules.limits())
+        summary = store_file(conn, warehouse.schema_name, where, chunks, forgotten.exclude, logged)
+    yield from _ingest_events(summary, name, digest)
+
+
+def _ingest_events(summary: Summary, name: str, digest: str) -> StepEvents:
+    """The two tables' materializations and the accounting check of one ingested file."""
+    counts = {
+        "records_read": summary.records_read,
+        "accepted": summary.accepted,
+        "quarantined": summary.quarantined,
+        "forgotten": summary.forgotten,
+    }
     yield dg.MaterializeResult(
         asset_key="raw_dialogues",
-        metadata={**_accepted_metadata(accepted, frames, name, digest), **counts},
+        metadata={
+            **_table_metadata(summary.accepted, tables.RAW_DIALOGUES),
+            "source_file": name,
+            "file_sha256": digest,
+            "source_format": summary.source_format,
+            "languages": dg.MetadataValue.json(dict(sorted(summary.languages.items()))),
+            **counts,
+        },
     )
-    quarantine = quarantine_output(
-        "quarantined_records",
-        frames.quarantined,
-        tables.QUARANTINED_RECORDS,
-        frames.rule_counts,
-        counts,
+    yield dg.MaterializeResult(
+        asset_key="quarantined_records",
+        metadata={
+            **_table_metadata(summary.quarantined, tables.QUARANTINED_RECORDS),
+            **counts,
+            "rules": dg.MetadataValue.json(dict(sorted(summary.rule_counts.items()))),
+        },
     )
-    yield dg.MaterializeResult(asset_key="quarantined_records", metadata=quarantine.metadata)
     yield dg.AssetCheckResult(
         check_name=RECORDS_ACCOUNTED,
         asset_key="raw_dialogues",
-        passed=read == counts["accepted"] + counts["quarantined"] + counts["forgotten"],
+        passed=summary.records_read == summary.accepted + summary.quarantined + summary.forgotten,
         metadata=counts,
     )
 
 
-def _accounting(read: int, frames: BatchFrames, accepted: pl.DataFrame) -> dict[str, int]:
-    """Records read (counted independently of the parser) and where each one went."""
-    return {
-        "records_read": read,
-        "accepted": accepted.height,
-        "quarantined": frames.quarantined.height,
-        "forgotten": frames.accepted.height - accepted.height,
-    }
+class _RejectionLog:
+    """Logs the first ``LOGGED_REJECTIONS`` rejections of a file, chunk after chunk."""
+
+    def __init__(self, log: Any, name: str) -> None:
+        self.log, self.name, self.left = log, name, LOGGED_REJECTIONS
+
+    def __call__(self, rejections: list[Rejection]) -> None:
+        log_rejections(self.log, ((self.name, r) for r in rejections), self.left)
+        self.left = max(0, self.left - len(rejections))
 
 
-def _accepted_metadata(
-    accepted: pl.DataFrame, frames: BatchFrames, name: str, digest: str
-) -> dict[str, Any]:
-    return {
-        **table_metadata(accepted, tables.RAW_DIALOGUES),
-        "source_file": name,
-        "file_sha256": digest,
-        "source_format": frames.result.source_format,
-        "languages": language_counts(accepted),
-    }
+def _table_metadata(rows: int, columns: tuple[Column, ...]) -> dict[str, Any]:
+    return {"dagster/row_count": rows, "dagster/column_schema": column_schema(columns)}
 
 
 def _store(warehouse: Warehouse, batch: str, **rows: pl.DataFrame) -> None:
@@ -161,16 +179,16 @@ def _forgotten_batch(
             "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
             "colliding dialogues kept under <key>~<digest prefix>.",
             tables.TAGGED_DIALOGUES,
-            code_version="3",
+            code_version="4",
             tags=PHI_RAW_TAGS,
         ),
         "tag_collisions": table_out(
             "Every record that did not get its own plain MedArk key, and why.",
             tables.TAG_COLLISIONS,
-            code_version="3",
+            code_version="4",
         ),
     },
-    ins={"raw_dialogues": dg.AssetIn()},
+    deps=["raw_dialogues"],
     partitions_def=dialogue_batches,
     group_name=GROUP,
     # Reads the other batches' keys and writes its own: two batches tagged at once could both
@@ -192,56 +210,51 @@ def _forgotten_batch(
     ],
 )
 def tagged_dialogues(
-    context: dg.AssetExecutionContext, raw_dialogues: pl.DataFrame, warehouse: Warehouse
+    context: dg.AssetExecutionContext, warehouse: Warehouse, ingest_rules: IngestRules
 ) -> StepEvents:
     """Computes the MedArk key of every accepted dialogue, against the keys already held by
     other batches, and records each collision and collapsed duplicate; both tables are written
-    in one transaction."""
+    in one transaction, inside the warehouse (the dialogues' text never enters Python)."""
     batch = context.partition_key
     forgotten = warehouse.forgotten()
-    dialogues = forgotten.exclude(raw_dialogues)
-    others = warehouse.read(
-        "tagged_dialogues",
-        "select conversation_id, medark_key, dialogue_sha256, batch from {table} where batch <> ?",
-        [batch],
-    )
-    if others is None:
-        others = frame([], tables.TAGGED_DIALOGUES)
-    tagged, collisions = tag_frames(batch, dialogues, others)
-    kinds = collisions["kind"]
-    n_collisions, n_duplicates = (kinds == COLLISION).sum(), (kinds == DUPLICATE).sum()
+    with warehouse.connect() as conn:
+        bound_memory(conn, ingest_rules.duckdb_memory_limit)
+        tag = tag_stored_batch(conn, warehouse.schema_name, batch, forgotten.exclude)
+    yield from _tag_events(tag)
+
+
+def _tag_events(tag: TagSummary) -> StepEvents:
+    """The two tables' materializations and the checks of one tagged batch."""
     counts = {
-        "collisions": int(n_collisions),
-        "duplicates_collapsed": int(n_duplicates),
-        "forgotten": raw_dialogues.height - dialogues.height,
+        "collisions": tag.collisions,
+        "duplicates_collapsed": tag.duplicates_collapsed,
+        "forgotten": tag.forgotten,
     }
-    _store(warehouse, batch, tagged_dialogues=tagged, tag_collisions=collisions)
     yield dg.MaterializeResult(
         asset_key="tagged_dialogues",
-        metadata={**table_metadata(tagged, tables.TAGGED_DIALOGUES), **counts},
+        metadata={**_table_metadata(tag.tagged, tables.TAGGED_DIALOGUES), **counts},
     )
     yield dg.MaterializeResult(
         asset_key="tag_collisions",
-        metadata={**table_metadata(collisions, tables.TAG_COLLISIONS), **counts},
+        metadata={
+            **_table_metadata(tag.collisions + tag.duplicates_collapsed, tables.TAG_COLLISIONS),
+            **counts,
+        },
     )
-    yield _ids_unique(tagged, others)
+    yield dg.AssetCheckResult(
+        check_name=CONVERSATION_ID_UNIQUE,
+        asset_key="tagged_dialogues",
+        passed=tag.repeated_in_batch == 0 and tag.held_by_other_batches == 0,
+        metadata={
+            "repeated_in_batch": tag.repeated_in_batch,
+            "held_by_other_batches": tag.held_by_other_batches,
+        },
+    )
     yield dg.AssetCheckResult(
         check_name=DIALOGUES_ACCOUNTED,
         asset_key="tagged_dialogues",
-        passed=raw_dialogues.height == tagged.height + n_duplicates + counts["forgotten"],
-        metadata={"accepted": raw_dialogues.height, "tagged": tagged.height, **counts},
-    )
-
-
-def _ids_unique(tagged: pl.DataFrame, others: pl.DataFrame) -> dg.AssetCheckResult:
-    """No conversation id twice in the batch, nor held by another batch."""
-    reused = tagged.join(others, on="conversation_id", how="semi").height
-    duplicated = tagged.height - tagged["conversation_id"].n_unique()
-    return dg.AssetCheckResult(
-        check_name=CONVERSATION_ID_UNIQUE,
-        asset_key="tagged_dialogues",
-        passed=reused == 0 and duplicated == 0,
-        metadata={"repeated_in_batch": duplicated, "held_by_other_batches": reused},
+        passed=tag.accepted == tag.tagged + tag.duplicates_collapsed + tag.forgotten,
+        metadata={"accepted": tag.accepted, "tagged": tag.tagged, **counts},
     )
 
 

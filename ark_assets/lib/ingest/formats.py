@@ -112,30 +112,32 @@ def read_jsonl(data: bytes) -> Iterator[Parsed]:
     """One dialogue per non-blank line; blank lines are layout, not records."""
     data = data.removeprefix(_BOM)
     for index, line in enumerate(data.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            yield Rejection(
-                index,
-                Rule.NOT_UTF8,
-                f"line {index + 1} is not UTF-8 ({err.reason} at byte {err.start}); "
-                "re-export the file as UTF-8",
-                excerpt_of(line),
-            )
-            continue
-        try:
-            value = _loads(text)
-        except json.JSONDecodeError as err:
-            yield Rejection(
-                index,
-                Rule.UNPARSEABLE_RECORD,
-                f"line {index + 1} is not valid JSON: {err.msg} at column {err.colno}",
-                excerpt_of(text),
-            )
-            continue
-        yield _within_depth(index, value, f"line {index + 1}", text, _few_brackets(text))
+        if line.strip():
+            yield parse_jsonl_line(index, line)
+
+
+def parse_jsonl_line(index: int, line: bytes) -> Parsed:
+    """Line ``index`` (0-based, non-blank) of a JSONL file, parsed or rejected."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Rejection(
+            index,
+            Rule.NOT_UTF8,
+            f"line {index + 1} is not UTF-8 ({err.reason} at byte {err.start}); "
+            "re-export the file as UTF-8",
+            excerpt_of(line),
+        )
+    try:
+        value = _loads(text)
+    except json.JSONDecodeError as err:
+        return Rejection(
+            index,
+            Rule.UNPARSEABLE_RECORD,
+            f"line {index + 1} is not valid JSON: {err.msg} at column {err.colno}",
+            excerpt_of(text),
+        )
+    return _within_depth(index, value, f"line {index + 1}", text, _few_brackets(text))
 
 
 def decode_utf8(data: bytes) -> str | Rejection:

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from ark_assets.lib.artifacts import atomic_write_bytes
+from ark_assets.lib.artifacts import atomic_writer
 from ark_assets.lib.ingest.formats import file_suffix
 
 DIGEST_CHARS = 12
@@ -202,7 +203,14 @@ def landed_name(file_name: str) -> str:
 
 
 def land(key: str, inbox: Path, landing: Path) -> tuple[str, bytes, str]:
-    """``(file name, bytes, sha256)`` of batch ``key``, landing the inbox file on first use.
+    """``(file name, bytes, sha256)`` of batch ``key`` (``land_file``, then read whole)."""
+    name, path, digest = land_file(key, inbox, landing)
+    return name, read_regular(path), digest
+
+
+def land_file(key: str, inbox: Path, landing: Path) -> tuple[str, Path, str]:
+    """``(file name, landed path, sha256)`` of batch ``key``, landing the inbox file on first
+    use; the file is copied and hashed in blocks, never held in memory whole.
 
     Raises ValueError for a key this module would not make (nothing is read), and
     FileNotFoundError when neither the landing area nor the inbox holds the content.
@@ -215,24 +223,41 @@ def land(key: str, inbox: Path, landing: Path) -> tuple[str, bytes, str]:
         )
     landed = [p for p in _regular_files(landing / key) if not p.name.startswith(".")]
     if landed:
-        data = read_regular(landed[0])
-        return landed[0].name, data, hashlib.sha256(data).hexdigest()
+        with open_regular(landed[0]) as handle:
+            return landed[0].name, landed[0], _copy_hashing(handle, None)
     wanted = batch_digest(key)
     name = batch_file_name(key)
     for candidate in (c for c in _regular_files(inbox) if key_name(c.name) == name):
+        target = landing / key / landed_name(candidate.name)
         try:
-            data = read_regular(candidate)
-        except (FileNotFoundError, NotARegularFile):
+            with open_regular(candidate) as handle, atomic_writer(target) as out:
+                digest = _copy_hashing(handle, out)
+                if not digest.startswith(wanted):
+                    raise _OtherContent
+        except (FileNotFoundError, NotARegularFile, _OtherContent):
             continue
-        digest = hashlib.sha256(data).hexdigest()
-        if digest.startswith(wanted):
-            target = landing / key / landed_name(candidate.name)
-            atomic_write_bytes(target, data)
-            return target.name, data, digest
+        return target.name, target, digest
     raise FileNotFoundError(
         f"batch {key!r}: no file named like {name!r} with sha256 {wanted}… in {inbox} and no "
         f"landed copy in {landing / key}; drop the original file into the inbox again"
     )
+
+
+class _OtherContent(Exception):
+    """An inbox file with the batch's name but not its content (replaced since): skipped."""
+
+
+def _copy_hashing(source: BinaryIO, target: BinaryIO | None) -> str:
+    """sha256 of ``source``'s bytes, copied to ``target`` on the way when one is given."""
+    digest = hashlib.sha256()
+    while block := source.read(_BLOCK):
+        digest.update(block)
+        if target is not None:
+            target.write(block)
+    return digest.hexdigest()
+
+
+_BLOCK = 1 << 20
 
 
 def copy_into(inbox: Path, files: list[Path]) -> list[Path]:

@@ -119,36 +119,61 @@ def tag_batch(
     return rows, events
 
 
-def tag_frames(
-    batch: str, raw: pl.DataFrame, others: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``tagged_dialogues`` and ``tag_collisions`` rows for one batch of ``raw_dialogues``.
+def tag_keys(
+    batch: str, keys: pl.DataFrame, others: pl.DataFrame
+) -> tuple[pl.DataFrame, list[TagEvent]]:
+    """``tag_batch`` over frames: ``keys`` has ``record_index, medark_key, dialogue_sha256`` of a
+    batch's dialogues, ``others`` the ``conversation_id, medark_key, dialogue_sha256, batch`` of
+    other batches' (only those sharing a key or a digest with ``keys`` matter). Returns
+    ``record_index, conversation_id, occurrences`` of the rows that stay, and the events.
 
-    ``others`` holds ``conversation_id, medark_key, dialogue_sha256, batch`` of the dialogues
-    tagged in other batches.
+    A dialogue whose key and digest nothing else in the batch or in ``others`` shares keeps its
+    MedArk key as its id with no event: that is what ``tag_batch`` gives it, and it changes
+    nothing for any other record, so only the rest goes through ``tag_batch``, in file order.
     """
-    raw = raw.sort("record_index")
+    keys = keys.sort("record_index")
+    other_keys = others["medark_key"].implode()
+    other_digests = others["dialogue_sha256"].implode()
+    shared = (
+        pl.col("medark_key").is_duplicated()
+        | pl.col("dialogue_sha256").is_duplicated()
+        | pl.col("medark_key").is_in(other_keys)
+        | pl.col("dialogue_sha256").is_in(other_digests)
+    )
+    marked = keys.with_columns(shared.alias("shared"))
+    plain = marked.filter(~pl.col("shared")).select(
+        "record_index",
+        pl.col("medark_key").alias("conversation_id"),
+        pl.lit(1, pl.Int64).alias("occurrences"),
+    )
+    contested = marked.filter(pl.col("shared"))
     holders = (
         Holder(*row)
         for row in others.sort("batch", "conversation_id")
         .select("conversation_id", "medark_key", "dialogue_sha256", "batch")
         .iter_rows()
     )
-    records = zip(raw["record_index"], raw["medark_key"], raw["dialogue_sha256"], strict=True)
+    records = contested.select("record_index", "medark_key", "dialogue_sha256").iter_rows()
     rows, events = tag_batch(batch, list(records), holders)
-    ids = pl.DataFrame(
+    resolved = pl.DataFrame(
         {
             "record_index": [r.record_index for r in rows],
             "conversation_id": [r.conversation_id for r in rows],
             "occurrences": [r.occurrences for r in rows],
         },
-        schema={"record_index": pl.Int64, "conversation_id": pl.Utf8, "occurrences": pl.Int64},
+        schema=IDS_SCHEMA,
     )
-    tagged = raw.join(ids, on="record_index", how="inner").select(
-        [pl.col(c.name).cast(c.dtype) for c in tables.TAGGED_DIALOGUES]
-    )
-    files = dict(zip(raw["record_index"], raw["source_file"], strict=True))
-    collisions = frame(
+    return pl.concat([plain.cast(IDS_SCHEMA), resolved]).sort("record_index"), events
+
+
+IDS_SCHEMA = pl.Schema(
+    {"record_index": pl.Int64, "conversation_id": pl.Utf8, "occurrences": pl.Int64}
+)
+
+
+def collision_rows(batch: str, events: list[TagEvent], files: dict[int, str]) -> pl.DataFrame:
+    """``tag_collisions`` rows of a batch's events (``files``: record index -> source file)."""
+    return frame(
         (
             {
                 "batch": batch,
@@ -165,7 +190,25 @@ def tag_frames(
         ),
         tables.TAG_COLLISIONS,
     )
-    return tagged, collisions
+
+
+def tag_frames(
+    batch: str, raw: pl.DataFrame, others: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``tagged_dialogues`` and ``tag_collisions`` rows for one batch of ``raw_dialogues``
+    (in memory; the assets tag inside the warehouse, ``batches.tag_stored_batch``).
+
+    ``others`` holds ``conversation_id, medark_key, dialogue_sha256, batch`` of the dialogues
+    tagged in other batches.
+    """
+    ids, events = tag_keys(batch, raw.select(KEY_COLUMNS), others)
+    tagged = raw.join(ids, on="record_index", how="inner").sort("record_index")
+    tagged = tagged.select([pl.col(c.name).cast(c.dtype) for c in tables.TAGGED_DIALOGUES])
+    files = dict(zip(raw["record_index"], raw["source_file"], strict=True))
+    return tagged, collision_rows(batch, events, files)
+
+
+KEY_COLUMNS = ("record_index", "medark_key", "dialogue_sha256")
 
 
 def medark_tagged_dict(tagged: pl.DataFrame) -> dict[str, list[dict[str, str]]]:

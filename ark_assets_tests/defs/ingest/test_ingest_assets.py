@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ark_assets.defs.ingest import assets as ingest_assets
+from ark_assets.lib.ingest import stream
 from ark_assets.defs.ingest.assets import RECORDS_ACCOUNTED
 from ark_assets.defs.resources import IngestRules
 from ark_assets.lib.ingest.inbox import batch_key
@@ -92,7 +92,7 @@ def test_lost_record_fails_blocking_check_and_stops_tagging(
     """If parsing ever lost a record silently, the accounting check blocks the tagging step."""
     platform.drop(BAD_INPUTS / "05_non_utf8.jsonl")
     (key,) = platform.sense()
-    monkeypatch.setattr(ingest_assets, "count_records", lambda name, data: 4)
+    monkeypatch.setattr(stream, "records_in", lambda lines: 4)
     result = platform.materialize(INGEST_SELECTION, key, raise_on_error=False)
     assert not result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -98,9 +98,10 @@ def digest_rows(rows: list[dict]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def outputs(name: str, data: bytes) -> dict[str, object]:
+def outputs(name: str, data: bytes, chunk_bytes: int | None = None) -> dict[str, object]:
     """Row counts and content digests of the accepted and quarantined rows of one file."""
-    frames = ingest_batch("golden", name, data, "0" * 64, Limits(), NOW)
+    chunking = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    frames = ingest_batch("golden", name, data, "0" * 64, Limits(), NOW, **chunking)
     accepted = frames.accepted.drop(CLOCK_COLUMNS, strict=False).to_dicts()
     quarantined = frames.quarantined.drop(CLOCK_COLUMNS, strict=False).to_dicts()
     return {

@@ -154,12 +154,12 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 def assert_accounted(name: str, data: bytes) -> None:
     frames = ingest_batch("b__0123456789ab", name, data, "0" * 64, Limits(), datetime.now(UTC))
-    result = frames.result
-    assert result.records_read == count_records(name, data)
-    assert frames.accepted.height + frames.quarantined.height == result.records_read
-    for rejection in result.rejections:
-        assert rejection.rule in Rule.ALL and rejection.message
-        assert len(rejection.excerpt) <= EXCERPT_CHARS + 1 and "\x00" not in rejection.excerpt
+    records_read = frames.summary.records_read
+    assert records_read == count_records(name, data)
+    assert frames.accepted.height + frames.quarantined.height == records_read
+    for rule, message, excerpt in frames.quarantined.select("rule", "message", "excerpt").rows():
+        assert rule in Rule.ALL and message
+        assert len(excerpt) <= EXCERPT_CHARS + 1 and "\x00" not in excerpt
     with duckdb.connect() as conn:
         store_batch(
             conn,

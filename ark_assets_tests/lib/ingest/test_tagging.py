@@ -2,8 +2,20 @@
 
 import hashlib
 
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ark_assets.lib.hashing import dialogue_sha256, medark_key
-from ark_assets.lib.ingest.tagging import COLLISION, DUPLICATE, Holder, collision_id, tag_batch
+from ark_assets.lib.ingest.tagging import (
+    COLLISION,
+    DUPLICATE,
+    KEY_COLUMNS,
+    Holder,
+    collision_id,
+    tag_batch,
+    tag_keys,
+)
 
 FIRST = {"patient": "我最近老是头疼", "doctor": "多久了？"}
 A = [FIRST, {"patient": "三天", "doctor": "先休息。"}]
@@ -67,3 +79,38 @@ def test_retagging_a_batch_is_stable() -> None:
     again, events = tag_batch("b1", _records(A), b2)
     assert [r.conversation_id for r in again] == [key_of(A)]
     assert [e.kind for e in events] == [COLLISION]
+
+
+KEYS = st.sampled_from(["k1", "k2", "k3", "k4"])
+DIGESTS = st.sampled_from(["d1", "d2", "d3", "d4", "d5"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(KEYS, DIGESTS), max_size=8),
+    st.lists(st.tuples(st.sampled_from(["b0", "b2"]), KEYS, DIGESTS, st.booleans()), max_size=4),
+)
+def test_tag_keys_gives_what_tag_batch_gives(
+    batch: list[tuple[str, str]], held: list[tuple[str, str, str, bool]]
+) -> None:
+    """The frame path (plain rows decided at once, the rest through tag_batch) agrees with
+    tag_batch over every record, against any holders."""
+    records = [(i * 3, key, digest) for i, (key, digest) in enumerate(batch)]
+    holders = [
+        Holder(collision_id(k, d) if disambiguated else k, k, d, b)
+        for b, k, d, disambiguated in held
+    ]
+    rows, events = tag_batch(
+        "b1", records, sorted(holders, key=lambda h: (h.batch, h.conversation_id))
+    )
+    keys = pl.DataFrame(records, schema=list(KEY_COLUMNS), orient="row")
+    others = pl.DataFrame(
+        [(h.conversation_id, h.medark_key, h.dialogue_sha256, h.batch) for h in holders],
+        schema=["conversation_id", "medark_key", "dialogue_sha256", "batch"],
+        orient="row",
+    )
+    ids, frame_events = tag_keys("b1", keys, others)
+    assert ids.rows() == [(r.record_index, r.conversation_id, r.occurrences) for r in rows]
+    assert sorted(frame_events, key=lambda e: e.record_index) == sorted(
+        events, key=lambda e: e.record_index
+    )

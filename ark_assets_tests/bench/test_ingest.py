@@ -1,0 +1,21 @@
+"""The ingest benchmark measures both paths on one file and agrees on what came out."""
+
+from pathlib import Path
+
+from ark_assets.bench.ingest import _measure, _report
+from ark_assets.testing.dialogues import write_jsonl
+
+
+def test_both_paths_read_every_dialogue_and_the_report_has_the_ratios(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "bench.jsonl", 300)
+    bare = _measure("bare", path, tmp_path / "unused.duckdb")
+    ark = _measure("ark", path, tmp_path / "warehouse.duckdb")
+    assert bare["dialogues"] == ark["dialogues"] == 300
+    assert set(ark["phases"]) == {
+        "read + validate (chunks)",
+        "store raw_dialogues (DuckDB, committed)",
+        "tag + store tagged_dialogues",
+    }
+    assert all(seconds > 0 for seconds in ark["phases"].values())
+    report = _report([300], [(300, 0.5, bare, ark)])
+    assert f"**{ark['seconds'] / bare['seconds']:.2f}×**" in report
