@@ -10,6 +10,7 @@ from ark_assets.bench.report import DEFAULT_OUT, OUT_ENV, results_path
 
 BENCHMARKS = (
     ["ark_assets.bench.ingest"],
+    ["ark_assets.bench.incremental"],  # a fresh build through sft_records, then one new file
     ["ark_assets.bench.knowledge"],
     ["ark_assets.bench.phi"],  # with presidio-evaluator's set only where it is installed
     ["ark_assets.bench.synthesis"],

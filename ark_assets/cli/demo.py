@@ -84,10 +84,11 @@ def drop_samples(resources: dict[str, Any]) -> list[Path]:
 def register_arrivals(
     definitions: dg.Definitions, instance: dg.DagsterInstance, resources: dict[str, Any]
 ) -> list[str]:
-    """Evaluate every inbox sensor once and register the partitions it asks for."""
+    """Evaluate every inbox sensor (``*_inbox_sensor``) once and register the partitions it asks
+    for; the operations sensors (alerts, dead runs) watch runs, not files, and are left out."""
     added: list[str] = []
     for sensor in definitions.get_repository_def().sensor_defs:
-        if isinstance(sensor, dg.AutomationConditionSensorDefinition):
+        if not sensor.name.endswith("_inbox_sensor"):
             continue
         context = dg.build_sensor_context(instance=instance, resources=resources)
         result = sensor(context)
@@ -99,12 +100,18 @@ def register_arrivals(
     return added
 
 
-def stretches(definitions: dg.Definitions) -> Iterator[Stretch]:
+def stretches(
+    definitions: dg.Definitions, only: set[dg.AssetKey] | None = None
+) -> Iterator[Stretch]:
     graph = definitions.get_repository_def().asset_graph
     current: list[dg.AssetKey] = []
     partitions: dg.PartitionsDefinition | None = None
     for level in graph.toposorted_asset_keys_by_level:
-        nodes = [graph.get(key) for key in level if graph.get(key).is_materializable]
+        nodes = [
+            graph.get(key)
+            for key in level
+            if graph.get(key).is_materializable and (only is None or key in only)
+        ]
         # Assets of one level are independent: those continuing the current stretch go first,
         # then one partitioning at a time, so a multi-asset's outputs never straddle two runs.
         nodes.sort(
@@ -120,40 +127,50 @@ def stretches(definitions: dg.Definitions) -> Iterator[Stretch]:
         yield Stretch(tuple(current), partitions)
 
 
-def _up_to_date(graph: Any, instance: dg.DagsterInstance, stretch: Stretch) -> bool:
-    """An unpartitioned stretch is skipped when each asset was materialized after every one of
-    its upstream assets (a rerun of the demo then only does new work)."""
+def _stale(graph: Any, instance: dg.DagsterInstance, stretch: Stretch) -> list[dg.AssetKey]:
+    """The assets of an unpartitioned stretch to rerun, in dependency order: never
+    materialized, materialized before one of its upstream assets, or downstream of one that
+    reruns now. The others are skipped, so new dialogues rerun the dialogue-side exports and
+    not the knowledge base beside them."""
 
     def latest(key: dg.AssetKey) -> float | None:
         event = instance.get_latest_materialization_event(key)
         return event.timestamp if event else None
 
+    stale: list[dg.AssetKey] = []
     for key in stretch.keys:
         own = latest(key)
-        parents = [latest(parent) for parent in graph.get(key).parent_keys]
-        if own is None or any(p is not None and p > own for p in parents):
-            return False
-    return True
+        parents = graph.get(key).parent_keys
+        newer = [p for p in parents if (t := latest(p)) is not None and own is not None and t > own]
+        if own is None or newer or any(p in stale for p in parents):
+            stale.append(key)
+    # A multi-asset's outputs run together (its step cannot run a subset of them).
+    together = {k for key in stale for k in graph.get(key).assets_def.keys}
+    return [key for key in stretch.keys if key in together]
 
 
 def materialize_graph(
-    definitions: dg.Definitions, instance: dg.DagsterInstance, resources: dict[str, Any]
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+    only: set[dg.AssetKey] | None = None,
 ) -> DemoRuns:
-    """Materialize every stretch, going on past failures with whatever does not depend on
-    them; returns the runs launched and the ones that failed or were skipped."""
+    """Materialize every stretch (of the assets in ``only``, when given), going on past
+    failures with whatever does not depend on them; returns the runs launched and the ones that
+    failed or were skipped."""
     everything = runnable(definitions)
     graph = definitions.get_repository_def().asset_graph
     runs = DemoRuns()
     failed: dict[dg.AssetKey, set[str | None]] = {}  # asset -> failed partitions (None: all)
-    for stretch in stretches(definitions):
-        for partition_key in _pending_partitions(graph, instance, stretch):
+    for stretch in stretches(definitions, only):
+        for partition_key, pending in _pending(graph, instance, stretch):
             where = f" for {partition_key}" if partition_key else ""
             blocked = _blocked(graph, stretch, partition_key, failed)
             for upstream in sorted(set(blocked.values())):
                 held = ", ".join(k.to_user_string() for k, u in blocked.items() if u == upstream)
                 print(f"skipping [{held}]{where}: {upstream} failed")
                 runs.failed.append(FailedRun(held, partition_key, f"not run: {upstream} failed"))
-            keys = [key for key in stretch.keys if key not in blocked]
+            keys = [key for key in pending if key not in blocked]
             if keys:
                 result = _run(everything, keys, partition_key, instance, resources)
                 runs.launched += 1
@@ -195,16 +212,17 @@ def _run(
     return result
 
 
-def _pending_partitions(
+def _pending(
     graph: Any, instance: dg.DagsterInstance, stretch: Stretch
-) -> list[str | None]:
-    """The partitions of the stretch not materialized yet ([None]: an unpartitioned stretch
-    that is out of date)."""
+) -> list[tuple[str | None, list[dg.AssetKey]]]:
+    """``(partition, assets)`` to run for the stretch: each partition not materialized yet with
+    all the stretch's assets, or (unpartitioned) the stale assets, if any."""
     if stretch.partitions_def is None:
-        return [] if _up_to_date(graph, instance, stretch) else [None]
+        stale = _stale(graph, instance, stretch)
+        return [(None, stale)] if stale else []
     done = instance.get_materialized_partitions(stretch.keys[-1])
     keys = stretch.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-    return [key for key in keys if key not in done]
+    return [(key, list(stretch.keys)) for key in keys if key not in done]
 
 
 def _blocked(
