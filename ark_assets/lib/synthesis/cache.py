@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from ark_assets.lib.filesystems import require_local
+
 _SCHEMA = """
 create table if not exists teacher_cache (
     key text primary key,
@@ -43,6 +45,7 @@ class TeacherCache:
     """Validated teacher answers on disk (``data/cache/teacher.sqlite`` by default)."""
 
     def __init__(self, path: Path) -> None:
+        require_local(path, "the teacher cache (SQLite in WAL mode)", "ARK_TEACHER_CACHE")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
