@@ -10,6 +10,7 @@ from pydantic import Field
 from ark_assets.defs.knowledge.resources import EmbedderResource, VectorStoreResource
 from ark_assets.defs.metadata import PHI_DEIDENTIFIED_TAGS, table_metadata, table_out
 from ark_assets.defs.partitions import dialogue_batches
+from ark_assets.defs.progress import counted_progress
 from ark_assets.defs.quality import failure_rate_result
 from ark_assets.defs.resources import Warehouse
 from ark_assets.defs.synthesis.resources import TeacherResource
@@ -144,7 +145,8 @@ def ark_paths(
     items = [p for row in dialogues.iter_rows(named=True) for p in prefixes(row)]
     settings = LoopSettings(**config.model_dump(include={"k", "min_shared_chars", "min_rounds"}))
     with teacher.open() as ark_teacher:
-        outcome = ArkLoop(ark_teacher, index.retriever(), kb["kb"], settings).run(items)
+        loop = ArkLoop(ark_teacher, index.retriever(), kb["kb"], settings)
+        outcome = loop.run(items, counted_progress(context.log, "ark_paths", "prefixes"))
     paths, failures = paths_frame(outcome.paths), failures_frame(outcome.failures)
     counts = accounting(expected_prefixes(dialogues), paths, failures)
     context.log.info(f"{paths.height} paths, {failures.height} failures of {len(items)} prefixes")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -129,10 +129,13 @@ class ArkLoop:
         self.kb = kb
         self.settings = settings
 
-    def run(self, items: Sequence[Prefix]) -> Outcome:
-        """Paths and failures for ``items``, in input order."""
+    def run(
+        self, items: Sequence[Prefix], on_done: Callable[[int, int], None] | None = None
+    ) -> Outcome:
+        """Paths and failures for ``items``, in input order; ``on_done(done, total)`` as
+        prefixes finish."""
         outcome = Outcome()
-        results = parallel_map(self._attempt, items, self.teacher.concurrency)
+        results = parallel_map(self._attempt, items, self.teacher.concurrency, on_done)
         for prefix, result in zip(items, results, strict=True):
             if isinstance(result, PrefixFailed):
                 outcome.failures.append(failure(prefix, result, self.teacher.identity))
@@ -365,16 +368,31 @@ def failure(prefix: Prefix, failed: PrefixFailed, teacher: TeacherIdentity) -> S
     )
 
 
-def parallel_map(fn: Callable[[Any], R], items: Iterable[Any], workers: int) -> list[R]:
+def parallel_map(
+    fn: Callable[[Any], R],
+    items: Iterable[Any],
+    workers: int,
+    on_done: Callable[[int, int], None] | None = None,
+) -> list[R]:
     """``[fn(x) for x in items]`` on ``workers`` threads, in order. An exception that escapes
     ``fn`` (a crash, not a recorded failure) cancels what has not started and propagates;
-    everything answered so far is already in the teacher cache, so a re-run resumes."""
+    everything answered so far is already in the teacher cache, so a re-run resumes.
+    ``on_done(done, total)`` is called on the calling thread as items finish (progress)."""
     items = list(items)
+    report = on_done or (lambda done, total: None)
     if workers <= 1:
-        return [fn(item) for item in items]
+        results = []
+        for item in items:
+            results.append(fn(item))
+            report(len(results), len(items))
+        return results
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ark")
     try:
         futures = [executor.submit(fn, item) for item in items]
+        for done, future in enumerate(as_completed(futures), 1):
+            if (error := future.exception()) is not None:
+                raise error
+            report(done, len(futures))
         return [f.result() for f in futures]
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
