@@ -11,9 +11,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from ark_assets.lib.ingest import stream
 from ark_assets.defs.ingest.assets import RECORDS_ACCOUNTED
 from ark_assets.defs.resources import IngestRules
+from ark_assets.lib.ingest import stream
 from ark_assets.lib.ingest.inbox import batch_key
 from ark_assets_tests.conftest import BAD_INPUTS, INGEST_SELECTION, SAMPLES, Platform
 
