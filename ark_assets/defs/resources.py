@@ -130,6 +130,11 @@ class Warehouse(dg.ConfigurableResource):
         with self.connect() as conn:
             return warehouse.existing_tables(conn, self.schema_name)
 
+    def relations(self) -> set[tuple[str, str]]:
+        """Every ``(schema, table or view)`` of the warehouse (dbt's models included)."""
+        with self.connect() as conn:
+            return warehouse.relations(conn)
+
     def read(self, table: str, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame | None:
         """Run ``sql`` (which may name ``{table}``) if the table exists; None otherwise."""
         with self.connect() as conn:

@@ -31,6 +31,7 @@ from ark_assets.lib.warehouse.project import (
     prepare_manifest,
     project_dir,
     read_manifest,
+    unbuilt_tests,
 )
 
 GROUP = "warehouse"
@@ -105,6 +106,11 @@ def warehouse_models(
         context.log.warning(
             f"left out until their tables exist (materialize those assets first): {left_out}"
         )
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    waiting = unbuilt_tests(MANIFEST_JSON, selected, warehouse.relations())
+    if waiting:
+        context.log.info(f"tests left for a build with all their models: {waiting}")
+    left_out += waiting
     args = ["build", "--vars", dbt_vars(warehouse.database, inbox.landing_path, artifacts.root)]
     args += ["--exclude", " ".join(left_out)] if left_out else []
     # The events are yielded once the build has released the lock: their row counts need a

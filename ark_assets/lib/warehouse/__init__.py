@@ -199,6 +199,12 @@ def existing_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
     return {name for (name,) in rows}
 
 
+def relations(conn: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """Every ``(schema, table or view)`` of the database."""
+    rows = conn.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    return {(schema, name) for schema, name in rows}
+
+
 def count_rows(
     conn: duckdb.DuckDBPyConnection, relations: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:

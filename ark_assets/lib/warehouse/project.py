@@ -153,6 +153,36 @@ def exclusions(manifest: Mapping[str, Any], existing: Iterable[str]) -> list[str
     return [f"source:{SOURCE_NAME}.{table}+" for table in missing]
 
 
+def unbuilt_tests(
+    manifest: Mapping[str, Any], selected: Iterable[str], built: Iterable[tuple[str, str]]
+) -> list[str]:
+    """Names of the dbt tests that cannot run in a build of the ``selected`` models: a test on
+    a model neither selected nor built yet (a relationship into a model of a later step, a
+    promise over several models). dbt's default (eager) selection runs a test when any of its
+    models is selected, and it fails on the missing one ("Table … does not exist"); these run
+    once their models exist."""
+    chosen, existing = set(selected), {(a.lower(), b.lower()) for a, b in built}
+    nodes = manifest.get("nodes", {})
+
+    def ready(unique_id: str) -> bool:
+        node = nodes.get(unique_id)
+        if node is None or node.get("resource_type") not in ("model", "snapshot", "seed"):
+            return True  # sources are checked by exclusions()
+        relation = (str(node["schema"]).lower(), str(node.get("alias") or node["name"]).lower())
+        return node["name"] in chosen or relation in existing
+
+    def picked(unique_id: str) -> bool:  # what dbt's eager selection goes by
+        return nodes.get(unique_id, {}).get("name") in chosen
+
+    tests = [n for n in nodes.values() if n.get("resource_type") == "test"]
+    return sorted(
+        test["name"]
+        for test in tests
+        if any(picked(p) for p in test.get("depends_on", {}).get("nodes", []))
+        and not all(ready(p) for p in test.get("depends_on", {}).get("nodes", []))
+    )
+
+
 def needs_database(args: Iterable[str]) -> bool:
     """Whether a dbt command line opens the warehouse (everything but parse, ls, docs serve …)."""
     words = [a for a in args if not a.startswith("-")]
