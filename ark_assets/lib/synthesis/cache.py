@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from ark_assets.lib.filesystems import require_local
+from ark_assets.lib.operations.filesystems import require_local
 
 _SCHEMA = """
 create table if not exists teacher_cache (

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ark_assets.lib.filesystems import NetworkFileSystemError, mount_of, require_local
+from ark_assets.lib.operations.filesystems import NetworkFileSystemError, mount_of, require_local
 from ark_assets.lib.synthesis import cache as cache_module
 from ark_assets.lib.synthesis.cache import TeacherCache
 
