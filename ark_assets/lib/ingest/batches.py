@@ -33,10 +33,6 @@ class BatchFrames:
     quarantined: pl.DataFrame
     summary: Summary
 
-    @property
-    def rule_counts(self) -> dict[str, int]:
-        return dict(sorted(self.summary.rule_counts.items()))
-
 
 def ingest_batch(
     batch: str,

@@ -192,22 +192,6 @@ def collision_rows(batch: str, events: list[TagEvent], files: dict[int, str]) ->
     )
 
 
-def tag_frames(
-    batch: str, raw: pl.DataFrame, others: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``tagged_dialogues`` and ``tag_collisions`` rows for one batch of ``raw_dialogues``
-    (in memory; the assets tag inside the warehouse, ``batches.tag_stored_batch``).
-
-    ``others`` holds ``conversation_id, medark_key, dialogue_sha256, batch`` of the dialogues
-    tagged in other batches.
-    """
-    ids, events = tag_keys(batch, raw.select(KEY_COLUMNS), others)
-    tagged = raw.join(ids, on="record_index", how="inner").sort("record_index")
-    tagged = tagged.select([pl.col(c.name).cast(c.dtype) for c in tables.TAGGED_DIALOGUES])
-    files = dict(zip(raw["record_index"], raw["source_file"], strict=True))
-    return tagged, collision_rows(batch, events, files)
-
-
 KEY_COLUMNS = ("record_index", "medark_key", "dialogue_sha256")
 
 
