@@ -54,9 +54,11 @@ def table_out(
     )
 
 
-def table_metadata(frame: pl.DataFrame, columns: tuple[Column, ...]) -> dict[str, Any]:
+def table_metadata(frame: pl.DataFrame | int, columns: tuple[Column, ...]) -> dict[str, Any]:
+    """Row count and column schema of a table (``frame``: its rows, or their count when they
+    were streamed into the warehouse and never held whole)."""
     return {
-        "dagster/row_count": frame.height,
+        "dagster/row_count": frame if isinstance(frame, int) else frame.height,
         "dagster/column_schema": column_schema(columns),
     }
 

@@ -11,7 +11,6 @@ import polars as pl
 
 from ark_assets.defs.metadata import (
     PHI_RAW_TAGS,
-    column_schema,
     file_metadata,
     table_metadata,
     table_out,
@@ -33,7 +32,7 @@ from ark_assets.lib.ingest.dialogues import Rejection
 from ark_assets.lib.ingest.inbox import land_file
 from ark_assets.lib.ingest.stream import Summary, Where, read_chunks
 from ark_assets.lib.ingest.tagging import medark_tagged_dict
-from ark_assets.lib.tables import Column, frame
+from ark_assets.lib.tables import frame
 
 GROUP = "ingest"
 RECORDS_ACCOUNTED = "records_accounted"
@@ -105,7 +104,7 @@ def _ingest_events(summary: Summary, name: str, digest: str) -> StepEvents:
     yield dg.MaterializeResult(
         asset_key="raw_dialogues",
         metadata={
-            **_table_metadata(summary.accepted, tables.RAW_DIALOGUES),
+            **table_metadata(summary.accepted, tables.RAW_DIALOGUES),
             "source_file": name,
             "file_sha256": digest,
             "source_format": summary.source_format,
@@ -116,7 +115,7 @@ def _ingest_events(summary: Summary, name: str, digest: str) -> StepEvents:
     yield dg.MaterializeResult(
         asset_key="quarantined_records",
         metadata={
-            **_table_metadata(summary.quarantined, tables.QUARANTINED_RECORDS),
+            **table_metadata(summary.quarantined, tables.QUARANTINED_RECORDS),
             **counts,
             "rules": dg.MetadataValue.json(dict(sorted(summary.rule_counts.items()))),
         },
@@ -138,10 +137,6 @@ class _RejectionLog:
     def __call__(self, rejections: list[Rejection]) -> None:
         log_rejections(self.log, ((self.name, r) for r in rejections), self.left)
         self.left = max(0, self.left - len(rejections))
-
-
-def _table_metadata(rows: int, columns: tuple[Column, ...]) -> dict[str, Any]:
-    return {"dagster/row_count": rows, "dagster/column_schema": column_schema(columns)}
 
 
 def _store(warehouse: Warehouse, batch: str, **rows: pl.DataFrame) -> None:
@@ -232,12 +227,12 @@ def _tag_events(tag: TagSummary) -> StepEvents:
     }
     yield dg.MaterializeResult(
         asset_key="tagged_dialogues",
-        metadata={**_table_metadata(tag.tagged, tables.TAGGED_DIALOGUES), **counts},
+        metadata={**table_metadata(tag.tagged, tables.TAGGED_DIALOGUES), **counts},
     )
     yield dg.MaterializeResult(
         asset_key="tag_collisions",
         metadata={
-            **_table_metadata(tag.collisions + tag.duplicates_collapsed, tables.TAG_COLLISIONS),
+            **table_metadata(tag.collisions + tag.duplicates_collapsed, tables.TAG_COLLISIONS),
             **counts,
         },
     )
