@@ -4,15 +4,18 @@
         [--device cpu|cuda] [--model smollm2|qwen2.5-1.5b-random] [--adapter DIR]
 
 Every mode runs the real loop (``lib/agent/loop.py``) with the in-process transformers policy
-on the same prefixes, in its own process (so peak memory is its own): ``single`` runs one
-prefix at a time to its end, one generation per call (MedArk's ``infer.py``); ``batched`` runs
-every prefix together, ``--batch-size`` rows per generate, starting each generate from the
-shared-prefix KV cache (the system message and tool schemas, computed once:
-``transformers_policy``); ``batched+grammar`` is batched with every tool call
-grammar-constrained. ``single+prefix-cache`` and ``batched-no-prefix-cache`` separate the two
-levers' shares. Retrieval uses the in-memory retriever and the refine step
-the rules teacher, so the numbers measure the student. Greedy decoding: single and batched must
-produce the same first generations (their agreement is reported).
+on the same prefixes, in its own process (so peak memory is its own): ``single`` is MedArk's
+``infer.py``: one prefix at a time to its end, one generation per call, every prompt prefilled
+whole, the adapter unmerged (``load_adapter``); ``batched`` is ours: every prefix together,
+``--batch-size`` rows per generate, each row starting from its cached prompt (the system
+message and tool schemas computed once, each row's own prompt once: ``transformers_policy``),
+the adapter merged into the weights; ``batched+grammar`` is batched with every tool call
+grammar-constrained. ``ours-one-at-a-time``, ``batched-no-prefix-cache`` and
+``batched-unmerged`` each take one lever away, so their shares show. Retrieval uses the
+in-memory retriever and the refine step the rules teacher, so the numbers measure the student.
+Greedy decoding: single and batched must produce the same first generations (their agreement
+is reported). The section is rewritten after every mode, so a stopped run keeps what it
+measured.
 
 Student: SmolLM2-135M (the demo's, materialized from its PyPI GGUF if absent) plus the newest
 demo adapter under data/artifacts/adapters/sft/ when there is one; ``--model
@@ -37,14 +40,16 @@ from ark_assets.lib.artifacts import package_data
 from ark_assets.testing.dialogues import sample_rows
 
 COMMAND = "python -m ark_assets.bench.agent"
-# mode -> (batched, grammar on every call, shared-prefix KV cache). ``single`` is MedArk's
-# recipe: one dialogue at a time, every prompt prefilled whole at every step.
-MODES: dict[str, tuple[bool, bool, bool]] = {
-    "single": (False, False, False),
-    "single+prefix-cache": (False, False, True),
-    "batched-no-prefix-cache": (True, False, False),
-    "batched": (True, False, True),
-    "batched+grammar": (True, True, True),
+# mode -> (batched, grammar on every call, prefix KV cache, adapter merged). ``single`` is
+# MedArk's recipe: one dialogue at a time, every prompt prefilled whole at every step, the
+# adapter unmerged.
+MODES: dict[str, tuple[bool, bool, bool, bool]] = {
+    "single": (False, False, False, False),
+    "ours-one-at-a-time": (False, False, True, True),
+    "batched-no-prefix-cache": (True, False, False, True),
+    "batched-unmerged": (True, False, True, False),
+    "batched": (True, False, True, True),
+    "batched+grammar": (True, True, True, True),
 }
 SEED = 20250626
 
@@ -86,9 +91,13 @@ def run_mode(args: argparse.Namespace) -> dict[str, Any]:
     items = heldout_prefixes(rows, 10, args.prefixes, SEED)
     kb_lines = package_data("samples", "kb_qa_sample.jsonl").read_text().splitlines()
     retriever = MemoryRetriever(json.loads(line) for line in kb_lines)
-    batched, grammar, prefix_cache = MODES[args.mode]
+    batched, grammar, prefix_cache, merged = MODES[args.mode]
     policy = TransformersPolicy.load(
-        args.student, args.adapter, device=args.device, prefix_cache=prefix_cache
+        args.student,
+        args.adapter,
+        device=args.device,
+        prefix_cache=prefix_cache,
+        merge_adapter=merged,
     )
     settings = LoopSettings(
         batch_size=args.batch_size if batched else 1,
@@ -125,6 +134,7 @@ def _peak_cuda_mb() -> float:
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     single = results["single"]
     last = "batched" if "batched" in results else list(results)[-1]
+    pending = [m for m in args.modes.split(",") if m not in results]
     rows = []
     for mode in results:
         r = results[mode]
@@ -154,15 +164,22 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             f"The same {single['prefixes']} held-out prefixes (seeded sample of the bundled "
             "samples' held-out split) through the same loop and policy, each mode in its own "
             "process. `single` is MedArk's way (one dialogue at a time, one generation per "
-            "call, every prompt prefilled whole); `batched` is ours (rows advance together, "
-            "each generate starts from the cached keys and values of the prompts' shared "
-            "prefix: the system message and tool schemas); the two middle rows take one lever "
-            "each. Ratio = generated tokens/s against `single` in this run.",
+            "call, every prompt prefilled whole, the adapter unmerged); `batched` is ours (rows "
+            "advance together; each row starts from the cached keys and values of its prompt: "
+            "the system message and tool schemas computed once, each row's own prompt once, "
+            "so a retry or the next step prefills only what is new; the adapter merged into "
+            "the weights); `ours-one-at-a-time`, `batched-no-prefix-cache` and "
+            "`batched-unmerged` each take one of those levers away. Ratio = generated "
+            "tokens/s against `single` in this run.",
             "",
             "| mode | seconds | generated tokens | tokens/s | prefixes/s | ratio | malformed "
             f"generations | failed rows | peak RSS MB |{cuda_column}",
             "|---|---|---|---|---|---|---|---|---|" + ("---|" if args.device == "cuda" else ""),
             *rows,
+            *[
+                f"| {mode} | not measured (the run stopped before it) | | | | | | | |"
+                for mode in pending
+            ],
             "",
             f"Greedy first generations identical between single and {last}: {same}/"
             f"{single['prefixes']}. Malformed = generations the parser rejected (each retried, "
@@ -203,7 +220,8 @@ def main() -> None:
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             r = results[mode]
             print(f"{mode}: {r['seconds']:.1f} s, {r['generated_tokens']} tokens", flush=True)
-    write_section(f"agent-{args.device}", report(results, args))
+            if "single" in results:
+                write_section(f"agent-{args.device}", report(results, args))
 
 
 if __name__ == "__main__":

@@ -122,15 +122,22 @@ def test_a_lora_adapter_is_applied(tiny_model: Path, prompts: list[str], tmp_pat
                 weight.normal_(std=1.0)
     lora.save_pretrained(tmp_path / "adapter")
 
-    adapted = TransformersPolicy.load(tiny_model, tmp_path / "adapter", device="cpu")
     requests = [GenerationRequest(p, GREEDY) for p in prompts[:2]]
-    with_adapter = adapted.generate(requests)
-    with adapted.model.disable_adapter():
-        without = adapted.generate(requests)
+    merged = TransformersPolicy.load(tiny_model, tmp_path / "adapter", device="cpu")
+    unmerged = TransformersPolicy.load(
+        tiny_model, tmp_path / "adapter", device="cpu", merge_adapter=False
+    )
+    base = TransformersPolicy.load(tiny_model, device="cpu")
+    with_merged, with_adapter, without = (p.generate(requests) for p in (merged, unmerged, base))
 
-    assert adapted.identity.adapter == str(tmp_path / "adapter")
-    for on, off in zip(with_adapter, without, strict=True):
+    assert merged.identity.adapter == str(tmp_path / "adapter")
+    # merged into the weights: no LoRA layer is left to run, and the outputs are the adapter's
+    assert not any("lora" in name for name, _ in merged.model.named_parameters())
+    assert any("lora" in name for name, _ in unmerged.model.named_parameters())
+    for fused, on, off in zip(with_merged, with_adapter, without, strict=True):
         assert on.token_logprobs != pytest.approx(off.token_logprobs, abs=1e-3)
+        assert fused.text == on.text
+        assert fused.token_logprobs == pytest.approx(on.token_logprobs, abs=1e-4)
 
 
 def test_sampling_is_reproducible_from_its_seed(
@@ -161,10 +168,14 @@ def test_the_shared_prefix_cache_changes_no_output(
     finally:
         policy.prefix_cache = True
     cached = policy.generate(requests)
-    # one prefix per language (the system message and tool schemas): most of each prompt
+    # one prefix per language (the system message and tool schemas: most of each prompt), and
+    # each row's own prompt but its last token
     kept = dict(policy._prefixes)
-    assert len(kept) == 2
-    assert all(len(ids) > 0.5 * min(g.prompt_tokens for g in cached) for ids in kept)
+    own = {tuple(ids[:-1]) for ids in policy._recent}
+    assert len(own) == len(prompts) and own <= set(kept)
+    shared = set(kept) - own
+    assert len(shared) == 2
+    assert all(len(ids) > 0.5 * min(g.prompt_tokens for g in cached) for ids in shared)
     for with_cache, without in zip(cached, uncached, strict=True):
         assert with_cache.text == without.text
         assert with_cache.prompt_tokens == without.prompt_tokens
@@ -188,12 +199,24 @@ def test_a_longer_step_extends_its_earlier_prompt_cache(
     policy.forget_prefixes()
     policy.generate([GenerationRequest(p, GREEDY) for p in prompts])  # the language prefixes
     policy.generate([GenerationRequest(step, GREEDY)])
-    before = set(policy._prefixes)
-    (result,) = policy.generate([GenerationRequest(later, GREEDY)])
-    (extended,) = set(policy._prefixes) - before
+    computed: list[tuple[int, int]] = []
+    prefill = policy._prefill
+
+    def spy(prefix: tuple[int, ...], kept: tuple[int, ...]) -> Any:
+        computed.append((len(prefix), len(kept)))
+        return prefill(prefix, kept)
+
+    policy._prefill = spy  # type: ignore[method-assign]
+    try:
+        (result,) = policy.generate([GenerationRequest(later, GREEDY)])
+        (retry,) = policy.generate([GenerationRequest(later, GREEDY)])
+    finally:
+        del policy._prefill
     step_ids = policy.tokenizer(step, add_special_tokens=False)["input_ids"]
-    assert extended == tuple(step_ids)  # all of the earlier step, from its language's prefix
-    assert result.text == expected.text
+    later_ids = policy.tokenizer(later, add_special_tokens=False)["input_ids"]
+    # only the new tokens are computed, from all of the earlier step; a retry computes nothing
+    assert computed == [(len(later_ids) - 1, len(step_ids) - 1)]
+    assert result.text == retry.text == expected.text
     assert result.token_logprobs == pytest.approx(expected.token_logprobs, abs=1e-4)
 
 
@@ -206,13 +229,14 @@ def test_kept_prefixes_stay_within_their_token_budget(
     budget = policy.prefix_cache_tokens
     try:
         policy.generate(english)
-        (kept,) = policy._prefixes
-        policy.prefix_cache_tokens = len(kept)  # room for one prefix
+        kept = set(policy._prefixes)  # English's system prefix and each row's own prompt
+        assert len(kept) == 3
+        policy.prefix_cache_tokens = sum(map(len, kept))  # room for those
         policy.generate(chinese)
-        (newer,) = policy._prefixes  # the least recently used one was evicted
-        assert newer != kept
-        policy.prefix_cache_tokens = 1  # less than the batch in use: that one is kept anyway
+        newer = set(policy._prefixes)  # the least recently used (English) ones were evicted
+        assert len(newer) == 3 and not newer & kept
+        policy.prefix_cache_tokens = 1  # less than the batch in use: those are kept anyway
         policy.generate(chinese)
-        assert list(policy._prefixes) == [newer]
+        assert set(policy._prefixes) == {tuple(ids[:-1]) for ids in policy._recent}
     finally:
         policy.prefix_cache_tokens = budget
