@@ -65,7 +65,7 @@ class LoopSettings:
     grammar: bool = False  # constrain every step's tool call, not only the forced final one
     decoding: Decoding = field(default_factory=Decoding)
     # Rows per generate call: the batch is what makes throughput; memory bounds it.
-    batch_size: int = 16
+    batch_size: int = 32
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -41,6 +41,10 @@ _PAGE = 5000  # ids per get/delete call: Chroma's max batch is ~5.4k
 # Documents per Chroma add: one call per 1,024 inserts 2.6x faster than one per 64 (4k
 # documents, 1,024 dims, 2 cores); at most that many embedded documents wait unsaved.
 _ADD_BATCH = 1024
+# The HNSW index of a new collection (Chroma's configuration; an existing collection keeps the
+# one it was built with). Measured by ``python -m ark_assets.bench.kb_insert``
+# (docs/benchmarks.md): see HNSW_DEFAULTS there for why these values.
+HNSW_DEFAULTS: dict[str, Any] = {"space": "cosine"}
 
 
 def chroma_settings() -> Settings:
@@ -103,14 +107,23 @@ class EmbedderMismatchError(RuntimeError):
 class KnowledgeIndex:
     """The knowledge-base collection of one embedder on one Chroma client."""
 
-    def __init__(self, client: ClientAPI, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        embedder: Embedder,
+        hnsw: dict[str, Any] | None = None,
+        add_batch: int = _ADD_BATCH,
+    ) -> None:
+        """``hnsw`` overrides ``HNSW_DEFAULTS`` for a collection created now (Chroma's
+        ``HNSWConfiguration`` keys); ``add_batch``: documents per Chroma add."""
         self.client = client
         self.embedder = embedder
         self.name = collection_name(embedder.identity)
+        self.add_batch = add_batch
         self.collection: Collection = client.get_or_create_collection(
             self.name,
             embedding_function=None,
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": {**HNSW_DEFAULTS, **(hnsw or {})}},  # type: ignore[typeddict-item]
             metadata={"embedder": embedder.identity, "dim": embedder.dim, "layout": LAYOUT},
         )
         held = (self.collection.metadata or {}).get("embedder")
@@ -169,7 +182,7 @@ class KnowledgeIndex:
             vectors.append(self.embedder.embed_documents([d.question for d in batch]))
             embed_seconds += time.perf_counter() - tick
             pending.extend(batch)
-            if len(pending) >= _ADD_BATCH or start + batch_size >= len(new):
+            if len(pending) >= self.add_batch or start + batch_size >= len(new):
                 self._add(pending, np.concatenate(vectors))
                 pending, vectors = [], []
             if on_batch is not None:

@@ -87,6 +87,33 @@ def _capped(schema: Any) -> Any:
     return capped
 
 
+def test_a_batch_past_its_token_budget_is_cut_by_prompt_length(
+    policy: TransformersPolicy, prompts: list[str]
+) -> None:
+    requests = [GenerationRequest(p, GREEDY) for p in prompts]
+    whole = policy.generate(requests)
+    lengths = [g.prompt_tokens for g in whole]
+    calls: list[list[int]] = []
+    run, budget = policy._run, policy.max_batch_tokens
+
+    def spy(*args: Any) -> Any:
+        calls.append([len(ids) for ids in args[-1]])
+        return run(*args)
+
+    policy._run = spy  # type: ignore[method-assign]
+    policy.max_batch_tokens = 2 * (max(lengths) + GREEDY.max_new_tokens)
+    try:
+        cut = policy.generate(requests)
+    finally:
+        del policy._run
+        policy.max_batch_tokens = budget
+    assert len(calls) > 1
+    assert all(len(c) * (max(c) + GREEDY.max_new_tokens) <= 2 * (max(lengths) + 12) for c in calls)
+    assert [n for call in calls for n in call] == sorted(lengths)  # shortest first
+    assert [g.text for g in cut] == [g.text for g in whole]  # in the requests' order
+    assert [g.prompt_tokens for g in cut] == lengths
+
+
 def test_a_constrained_request_generates_a_valid_call(
     policy: TransformersPolicy, prompts: list[str]
 ) -> None:

@@ -52,11 +52,10 @@ def documents() -> list[QaDocument]:
 
 
 def test_sync_embeds_only_new_documents_and_deletes_removed_ones(
-    tmp_path: Path, documents: list[QaDocument], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, documents: list[QaDocument]
 ) -> None:
-    monkeypatch.setattr(store, "_ADD_BATCH", 20)  # several Chroma adds per sync
     embedder = CountingEmbedder()
-    index = KnowledgeIndex(persistent_client(tmp_path), embedder)
+    index = KnowledgeIndex(persistent_client(tmp_path), embedder, add_batch=20)  # several adds
     first = index.sync(documents[:40], batch_size=16)
     assert (first.added, first.removed, first.kept, first.count) == (40, 0, 0, 40)
     assert len(embedder.embedded) == 40
@@ -92,6 +91,24 @@ def test_index_persists_and_stores_medark_layout(
     (hit, *_) = reopened.search(doc.question, 3)
     assert hit.doc_id == doc.doc_id and hit.answer == doc.answer
     assert hit.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_hnsw_settings_shape_a_new_collection_and_an_existing_one_keeps_its_own(
+    tmp_path: Path, documents: list[QaDocument]
+) -> None:
+    embedder = HashingEmbedder(dimension=64)
+    default = KnowledgeIndex(persistent_client(tmp_path / "default"), embedder)
+    hnsw = default.collection.configuration["hnsw"]
+    assert hnsw is not None
+    assert {k: hnsw[k] for k in store.HNSW_DEFAULTS} == store.HNSW_DEFAULTS  # type: ignore[literal-required]
+
+    built = KnowledgeIndex(persistent_client(tmp_path / "kb"), embedder, {"max_neighbors": 8})
+    built.sync(documents[:20])
+    reopened = KnowledgeIndex(persistent_client(tmp_path / "kb"), embedder, {"max_neighbors": 32})
+    for index in (built, reopened):
+        assert (index.collection.configuration["hnsw"] or {}).get("max_neighbors") == 8
+    assert reopened.count() == 20
+    assert reopened.search(documents[4].question, 1)[0].doc_id == documents[4].doc_id
 
 
 def test_each_embedder_gets_its_own_collection(tmp_path: Path, documents: list[QaDocument]) -> None:
