@@ -12,11 +12,14 @@ BENCHMARKS = (
     ["ark_assets.bench.ingest"],
     ["ark_assets.bench.incremental"],  # a fresh build through sft_records, then one new file
     ["ark_assets.bench.knowledge"],
+    ["ark_assets.bench.kb_insert"],  # Chroma's add batch and HNSW settings
     ["ark_assets.bench.phi"],  # with presidio-evaluator's set only where it is installed
     ["ark_assets.bench.synthesis"],
     ["ark_assets.bench.sft"],  # trains on the demo's records: run after `make demo`
     ["ark_assets.bench.dpo"],  # the demo's DPO triples and SFT adapter: after `make demo`
-    ["ark_assets.bench.agent"],  # the demo's adapter when there is one
+    # The demo's adapter when there is one; 64 prefixes all in one batch (the policy cuts it by
+    # prompt length): MedArk's one-at-a-time row alone takes about an hour on 2 cores.
+    ["ark_assets.bench.agent"],
     ["ark_assets.bench.evaluation"],
 )
 

@@ -1,15 +1,16 @@
 """Agent benchmark: the same held-out prefixes one at a time (MedArk's way) vs batched.
 
-    python -m ark_assets.bench.agent [--prefixes 64] [--batch-size 16] [--max-new-tokens 96]
+    python -m ark_assets.bench.agent [--prefixes 64] [--batch-size 64] [--max-new-tokens 96]
         [--device cpu|cuda] [--model smollm2|qwen2.5-1.5b-random] [--adapter DIR]
 
 Every mode runs the real loop (``lib/agent/loop.py``) with the in-process transformers policy
 on the same prefixes, in its own process (so peak memory is its own): ``single`` is MedArk's
 ``infer.py``: one prefix at a time to its end, one generation per call, every prompt prefilled
 whole, the adapter unmerged (``load_adapter``); ``batched`` is ours: every prefix together,
-``--batch-size`` rows per generate, each row starting from its cached prompt (the system
-message and tool schemas computed once, each row's own prompt once: ``transformers_policy``),
-the adapter merged into the weights; ``batched+grammar`` is batched with every tool call
+up to ``--batch-size`` rows per loop step handed to the policy, which sorts them by prompt
+length and cuts them within ``max_batch_tokens``, each row starting from its cached prompt (the
+system message and tool schemas computed once, each row's own prompt once) and decoding into a
+static cache (``transformers_policy``), the adapter merged into the weights; ``batched+grammar`` is batched with every tool call
 grammar-constrained. ``ours-one-at-a-time``, ``batched-no-prefix-cache`` and
 ``batched-unmerged`` each take one lever away, so their shares show. Retrieval uses the
 in-memory retriever and the refine step the rules teacher, so the numbers measure the student.
@@ -165,7 +166,9 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             "samples' held-out split) through the same loop and policy, each mode in its own "
             "process. `single` is MedArk's way (one dialogue at a time, one generation per "
             "call, every prompt prefilled whole, the adapter unmerged); `batched` is ours (rows "
-            "advance together; each row starts from the cached keys and values of its prompt: "
+            "advance together, sorted by prompt length and cut within the policy's "
+            "`max_batch_tokens`, decoding into a static cache; each row starts from the cached "
+            "keys and values of its prompt: "
             "the system message and tool schemas computed once, each row's own prompt once, "
             "so a retry or the next step prefills only what is new; the adapter merged into "
             "the weights); `ours-one-at-a-time`, `batched-no-prefix-cache` and "
@@ -192,7 +195,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prefixes", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="smollm2", choices=["smollm2", "qwen2.5-1.5b-random"])

@@ -39,10 +39,10 @@ COMMAND = "python -m ark_assets.bench.kb_insert"
 # row -> (HNSW overrides, add batch); the first row is the store's defaults.
 SETTINGS: dict[str, tuple[dict[str, Any], int]] = {
     "defaults": ({}, _ADD_BATCH),
-    "add batch 4,096": ({}, 4096),
-    "insert buffer 1,000": ({"batch_size": 1000}, _ADD_BATCH),
-    "persist every 20,000": ({"sync_threshold": 20_000}, _ADD_BATCH),
-    "buffer 1,000 + persist 20,000": ({"batch_size": 1000, "sync_threshold": 20_000}, _ADD_BATCH),
+    "add batch 4096": ({}, 4096),
+    "insert buffer 1000": ({"batch_size": 1000}, _ADD_BATCH),
+    "persist every 20000": ({"sync_threshold": 20_000}, _ADD_BATCH),
+    "buffer 1000 + persist 20000": ({"batch_size": 1000, "sync_threshold": 20_000}, _ADD_BATCH),
     "ef_construction 50": ({"ef_construction": 50}, _ADD_BATCH),
     "max_neighbors 8": ({"max_neighbors": 8}, _ADD_BATCH),
     "max_neighbors 32": ({"max_neighbors": 32}, _ADD_BATCH),

@@ -42,8 +42,11 @@ _PAGE = 5000  # ids per get/delete call: Chroma's max batch is ~5.4k
 # documents, 1,024 dims, 2 cores); at most that many embedded documents wait unsaved.
 _ADD_BATCH = 1024
 # The HNSW index of a new collection (Chroma's configuration; an existing collection keeps the
-# one it was built with). Measured by ``python -m ark_assets.bench.kb_insert``
-# (docs/benchmarks.md): see HNSW_DEFAULTS there for why these values.
+# one it was built with): cosine, and Chroma's own values for the rest. Measured by
+# ``python -m ark_assets.bench.kb_insert`` (20k pairs, 2 cores; docs/benchmarks.md): the
+# insert is not HNSW-bound — ef_construction 50 saves 10% for 4 points of recall@2, 8 or 32
+# neighbours and a 1,000 insert buffer change nothing or cost, persisting every 20,000 instead
+# of 1,000 is 2.5x slower, a 4,096 add batch the same as 1,024.
 HNSW_DEFAULTS: dict[str, Any] = {"space": "cosine"}
 
 
@@ -123,7 +126,7 @@ class KnowledgeIndex:
         self.collection: Collection = client.get_or_create_collection(
             self.name,
             embedding_function=None,
-            configuration={"hnsw": {**HNSW_DEFAULTS, **(hnsw or {})}},  # type: ignore[typeddict-item]
+            configuration={"hnsw": {**HNSW_DEFAULTS, **(hnsw or {})}},  # type: ignore[arg-type]
             metadata={"embedder": embedder.identity, "dim": embedder.dim, "layout": LAYOUT},
         )
         held = (self.collection.metadata or {}).get("embedder")
