@@ -49,7 +49,7 @@ class AgentSmokeConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"pytorch", "polars", "duckdb"},
     ins={"dialogues": dg.AssetIn("deidentified_dialogues")},
     deps=["sft_adapter", "kb_index", "base_model"],

@@ -177,7 +177,7 @@ class EvalPredictionsConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="2",
+    code_version="3",
     kinds={"pytorch", "polars", "duckdb"},
     ins={"heldout": dg.AssetIn("heldout_eval_items")},
     # Read through the warehouse: no eval file may have arrived yet (then the tables are absent).

@@ -129,7 +129,7 @@ class DpoRejectionsConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"pytorch", "polars", "duckdb"},
     ins={"dpo_paths": dg.AssetIn()},
     deps=["sft_adapter", "base_model", "kb_index"],
