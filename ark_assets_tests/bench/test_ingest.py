@@ -14,7 +14,7 @@ def test_both_paths_read_every_dialogue_and_the_report_has_the_ratios(tmp_path: 
     assert set(ark["phases"]) == {
         "read + validate (chunks)",
         "store raw_dialogues (DuckDB, committed)",
-        "tag + store tagged_dialogues",
+        "tag (dialogue_tags; tagged_dialogues is a view)",
     }
     assert all(seconds > 0 for seconds in ark["phases"].values())
     report = _report([300], [(300, 0.5, bare, ark)])

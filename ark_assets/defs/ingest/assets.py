@@ -174,7 +174,7 @@ def _forgotten_batch(
             "Dialogues keyed by MedArk's sha256(str(first turn)); exact duplicates collapsed, "
             "colliding dialogues kept under <key>~<digest prefix>.",
             tables.TAGGED_DIALOGUES,
-            code_version="4",
+            code_version="5",
             tags=PHI_RAW_TAGS,
         ),
         "tag_collisions": table_out(
@@ -209,7 +209,9 @@ def tagged_dialogues(
 ) -> StepEvents:
     """Computes the MedArk key of every accepted dialogue, against the keys already held by
     other batches, and records each collision and collapsed duplicate; both tables are written
-    in one transaction, inside the warehouse (the dialogues' text never enters Python)."""
+    in one transaction, inside the warehouse (the dialogues' text never enters Python).
+    ``tagged_dialogues`` is a view: the batch's ``raw_dialogues`` rows joined with the ids this
+    step stores in ``dialogue_tags``, so the text is stored once."""
     batch = context.partition_key
     forgotten = warehouse.forgotten()
     with warehouse.connect() as conn:

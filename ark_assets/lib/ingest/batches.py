@@ -131,9 +131,8 @@ def store_batch(
         # every chunk's Arrow data alive until the connection closes (measured: 1.2 GB against
         # 0.5 GB for 400k dialogues).
         batch_rows = rows.to_arrow()
-        conn.execute(
-            f"create table if not exists {schema}.{name} as select * from batch_rows limit 0"
-        )
+        if not table_exists(conn, schema, name):  # cheaper than binding the rows to find out
+            conn.execute(f"create table {schema}.{name} as select * from batch_rows limit 0")
         if replace:
             conn.execute(f"delete from {schema}.{name} where batch = ?", [batch])
         conn.execute(f"insert into {schema}.{name} by name select * from batch_rows")
@@ -178,37 +177,34 @@ def tag_stored_batch(
     batch: str,
     keep: Callable[[pl.DataFrame], pl.DataFrame],
 ) -> TagSummary:
-    """Tag ``batch``'s stored ``raw_dialogues`` rows into ``tagged_dialogues`` and
-    ``tag_collisions``, in the caller's transaction. Only the keys travel through Python
-    (``tagging.tag_keys``, against the other batches' dialogues sharing a key or a digest with
-    this one); the rows, turns included, are copied inside DuckDB."""
-    raw = f"{schema}.raw_dialogues"
+    """Tag ``batch``'s stored ``raw_dialogues`` rows into ``dialogue_tags`` (read through the
+    ``tagged_dialogues`` view) and ``tag_collisions``, in the caller's transaction. Only the keys
+    travel through Python (``tagging.tag_keys``, against the other batches' dialogues sharing a
+    key or a digest with this one); the text stays where ``raw_dialogues`` stored it."""
     keys = conn.execute(
         f"select record_index, medark_key, dialogue_sha256, source_file, batch, file_sha256 "
-        f"from {raw} where batch = ? order by record_index",
+        f"from {schema}.raw_dialogues where batch = ? order by record_index",
         [batch],
     ).pl()
     kept = keep(keys)
+    tagged_view(conn, schema)
     others = _sharing_holders(conn, schema, batch)
     ids, events = tag_keys(batch, kept.select(KEY_COLUMNS), others)
     files = dict(zip(kept["record_index"], kept["source_file"], strict=True))
-    store_batch(conn, schema, batch, {"tag_collisions": collision_rows(batch, events, files)})
-    tagged = f"{schema}.tagged_dialogues"
-    _create_like(conn, tagged, tables.TAGGED_DIALOGUES)
-    conn.execute(f"delete from {tagged} where batch = ?", [batch])
-    batch_ids = ids.to_arrow()  # read by name below (a replacement scan, see store_batch)
-    columns = ", ".join(
-        f"i.{c.name}" if c.name in ("conversation_id", "occurrences") else f"r.{c.name}"
-        for c in tables.TAGGED_DIALOGUES
+    store_batch(
+        conn,
+        schema,
+        batch,
+        {
+            "tag_collisions": collision_rows(batch, events, files),
+            "dialogue_tags": ids.select(
+                pl.lit(batch).alias("batch"), "record_index", "conversation_id", "occurrences"
+            ),
+        },
     )
-    conn.execute(
-        f"insert into {tagged} by name select {columns} from {raw} r "
-        "join batch_ids i using (record_index) where r.batch = ?",
-        [batch],
-    )
-    del batch_ids
+    tags = f"{schema}.dialogue_tags"
     (held,) = conn.execute(
-        f"select count(*) from {tagged} t join {tagged} o using (conversation_id) "
+        f"select count(*) from {tags} t join {tags} o using (conversation_id) "
         "where t.batch = ? and o.batch <> ?",
         [batch, batch],
     ).fetchone() or (0,)
@@ -222,6 +218,40 @@ def tag_stored_batch(
         repeated_in_batch=ids.height - ids["conversation_id"].n_unique(),
         held_by_other_batches=int(held),
     )
+
+
+def tagged_view(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """``dialogue_tags`` and the ``tagged_dialogues`` view over it and ``raw_dialogues``
+    (``tables.TAGGED_DIALOGUES``' columns, in order), created when missing.
+
+    A warehouse written before the view held ``tagged_dialogues`` as a table with its own copy
+    of every text: its tags move into ``dialogue_tags`` and the copy is dropped (in the caller's
+    transaction, so all of it or none)."""
+    tagged = f"{schema}.tagged_dialogues"
+    tags = f"{schema}.dialogue_tags"
+    _create_like(conn, tags, tables.DIALOGUE_TAGS)
+    if _table_type(conn, schema, "tagged_dialogues") == "BASE TABLE":
+        names = ", ".join(c.name for c in tables.DIALOGUE_TAGS)
+        conn.execute(f"insert into {tags} by name select {names} from {tagged}")
+        conn.execute(f"drop table {tagged}")
+    columns = ", ".join(
+        f"t.{c.name}" if c.name in ("conversation_id", "occurrences") else f"r.{c.name}"
+        for c in tables.TAGGED_DIALOGUES
+    )
+    conn.execute(
+        f"create view if not exists {tagged} as select {columns} "
+        f"from {tags} t join {schema}.raw_dialogues r using (batch, record_index)"
+    )
+
+
+def _table_type(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
+    """``BASE TABLE``, ``VIEW``, or None when ``schema.name`` does not exist."""
+    found = conn.execute(
+        "select table_type from information_schema.tables "
+        "where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return found[0] if found else None
 
 
 def _sharing_holders(conn: duckdb.DuckDBPyConnection, schema: str, batch: str) -> pl.DataFrame:

@@ -1,5 +1,5 @@
-"""Column contracts of the ingest tables: raw_dialogues, quarantined_records, tagged_dialogues,
-tag_collisions."""
+"""Column contracts of the ingest tables: raw_dialogues, quarantined_records, tagged_dialogues
+(a view: raw_dialogues joined with dialogue_tags), tag_collisions."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ TAGGED_DIALOGUES = (
     Column("n_turns", pl.Int64, "Number of patient/doctor turns."),
     TURNS_JSON,
     Column("occurrences", pl.Int64, "Records of this batch collapsed into this row (1 = unique)."),
+)
+
+# What tagging stores per kept dialogue; ``tagged_dialogues`` is the view that joins it to the
+# batch's ``raw_dialogues`` rows, so a dialogue's text is stored once.
+DIALOGUE_TAGS = (
+    BATCH,
+    RECORD_INDEX,
+    Column("conversation_id", pl.Utf8, "As in tagged_dialogues."),
+    Column("occurrences", pl.Int64, "As in tagged_dialogues."),
 )
 
 TAG_COLLISIONS = (
