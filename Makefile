@@ -69,7 +69,7 @@ postgresql:
 	  echo "postgresql could not be installed: the Postgres instance test will be skipped" >&2
 
 test: lint secrets $(VENV)/.llm-test postgresql
-	$(BIN)/pytest --ignore=ark_assets_tests/test_hygiene.py
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist worksteal --ignore=ark_assets_tests/test_hygiene.py
 
 # The UI in a real browser (ark_assets_tests/ui/, minutes: deselected from make test): Debian's
 # chromium and chromedriver (apt-get as root, when missing) driven by Selenium (the ui extra). It
