@@ -22,7 +22,7 @@ from ark_assets.lib.ingest.tagging import (
     tag_keys,
 )
 from ark_assets.lib.tables import frame
-from ark_assets.lib.warehouse import table_exists
+from ark_assets.lib.warehouse import table_exists, table_type
 
 
 @dataclass(frozen=True)
@@ -230,13 +230,13 @@ def tagged_view(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
     tagged = f"{schema}.tagged_dialogues"
     tags = f"{schema}.dialogue_tags"
     _create_like(conn, tags, tables.DIALOGUE_TAGS)
-    if _table_type(conn, schema, "tagged_dialogues") == "BASE TABLE":
+    if table_type(conn, schema, "tagged_dialogues") == "BASE TABLE":
         names = ", ".join(c.name for c in tables.DIALOGUE_TAGS)
         conn.execute(f"insert into {tags} by name select {names} from {tagged}")
         conn.execute(f"drop table {tagged}")
+    from_tags = {c.name for c in tables.DIALOGUE_TAGS} - {"batch", "record_index"}
     columns = ", ".join(
-        f"t.{c.name}" if c.name in ("conversation_id", "occurrences") else f"r.{c.name}"
-        for c in tables.TAGGED_DIALOGUES
+        f"t.{c.name}" if c.name in from_tags else f"r.{c.name}" for c in tables.TAGGED_DIALOGUES
     )
     conn.execute(
         f"create view if not exists {tagged} as select {columns} "
@@ -244,20 +244,9 @@ def tagged_view(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
     )
 
 
-def _table_type(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> str | None:
-    """``BASE TABLE``, ``VIEW``, or None when ``schema.name`` does not exist."""
-    found = conn.execute(
-        "select table_type from information_schema.tables "
-        "where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchone()
-    return found[0] if found else None
-
-
 def _sharing_holders(conn: duckdb.DuckDBPyConnection, schema: str, batch: str) -> pl.DataFrame:
-    """Other batches' tagged dialogues sharing a MedArk key or a digest with ``batch``."""
-    if not table_exists(conn, schema, "tagged_dialogues"):
-        return frame([], tables.TAGGED_DIALOGUES)
+    """Other batches' tagged dialogues sharing a MedArk key or a digest with ``batch``
+    (``tagged_view`` has made the view)."""
     raw = f"{schema}.raw_dialogues"
     return conn.execute(
         f"select conversation_id, medark_key, dialogue_sha256, batch "

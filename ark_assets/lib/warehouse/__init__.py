@@ -185,11 +185,18 @@ def held(database: str | Path, wait: LockWait | None = None) -> Iterator[None]:
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """True for a table or a view."""
+    return table_type(conn, schema, table) is not None
+
+
+def table_type(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> str | None:
+    """``BASE TABLE``, ``VIEW``, or None when ``schema.table`` does not exist."""
     found = conn.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        "select table_type from information_schema.tables "
+        "where table_schema = ? and table_name = ?",
         [schema, table],
     ).fetchone()
-    return bool(found and found[0])
+    return found[0] if found else None
 
 
 def existing_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
