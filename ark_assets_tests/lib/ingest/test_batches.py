@@ -15,6 +15,7 @@ from ark_assets.lib.ingest import tables
 from ark_assets.lib.ingest.batches import store_file, tag_stored_batch
 from ark_assets.lib.ingest.dialogues import Limits
 from ark_assets.lib.ingest.stream import Where, read_chunks
+from ark_assets.lib.warehouse import table_type
 from ark_assets.testing.dialogues import generate_dialogues
 
 SCHEMA = "ark"
@@ -32,15 +33,6 @@ def _file(tmp_path: Path, name: str, dialogues: list[dict]) -> Path:
     return path
 
 
-def _table_type(conn: duckdb.DuckDBPyConnection, name: str) -> str:
-    (kind,) = conn.execute(
-        "select table_type from information_schema.tables where table_schema = ? "
-        "and table_name = ?",
-        [SCHEMA, name],
-    ).fetchone() or (None,)
-    return kind
-
-
 def _tagged(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return conn.execute(
         f"select * from {SCHEMA}.tagged_dialogues order by batch, record_index"
@@ -54,7 +46,7 @@ def test_tagged_dialogues_reads_the_raw_rows_and_stores_only_the_tags(tmp_path: 
     _store(conn, _file(tmp_path, "a.jsonl", dialogues), "a")
     summary = tag_stored_batch(conn, SCHEMA, "a", keep=lambda rows: rows)
 
-    assert _table_type(conn, "tagged_dialogues") == "VIEW"
+    assert table_type(conn, SCHEMA, "tagged_dialogues") == "VIEW"
     tag_columns = conn.execute(f"describe {SCHEMA}.dialogue_tags").pl()["column_name"].to_list()
     assert tag_columns == [c.name for c in tables.DIALOGUE_TAGS]  # no text of its own
     tagged = _tagged(conn)
@@ -112,7 +104,7 @@ def test_a_warehouse_with_the_old_tagged_table_keeps_its_ids_and_drops_the_copy(
     _store(conn, _file(tmp_path, "b.jsonl", [dialogues[0], *dialogues[4:]]), "b")
     summary = tag_stored_batch(conn, SCHEMA, "b", keep=lambda rows: rows)
 
-    assert _table_type(conn, "tagged_dialogues") == "VIEW"
+    assert table_type(conn, SCHEMA, "tagged_dialogues") == "VIEW"
     tagged = _tagged(conn)
     assert tagged.filter(pl.col("batch") == "a").equals(old)
     assert (summary.tagged, summary.duplicates_collapsed) == (2, 1)
