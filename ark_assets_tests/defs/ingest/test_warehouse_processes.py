@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import pytest
 from ark_assets.lib.ingest.inbox import copy_into
 from ark_assets.testing.dialogues import write_jsonl
 from ark_assets_tests.conftest import SAMPLES
+from ark_assets_tests.lib.warehouse.holders import step_holding_the_lock
 
 REPO = Path(__file__).resolve().parents[3]
 INGEST = "raw_dialogues,quarantined_records,tagged_dialogues,tag_collisions"
+IN_PROCESS = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
 
 
 @pytest.fixture
@@ -72,16 +75,46 @@ def _rows(env: dict[str, str], sql: str) -> list[tuple]:
 
 
 def test_two_batches_materialize_at_once_without_lock_errors(env: dict[str, str]) -> None:
+    """Two CLI processes (a backfill's runs) write one warehouse at once: both wait while a step
+    holds the lock, then race for it when it goes; neither sees DuckDB's lock error.
+    (test_warehouse_lock.py has the steps of one multiprocess run competing.)"""
     keys = _register(
         env, [SAMPLES / "dialogues_zh_sample.jsonl", SAMPLES / "dialogues_en_sample.jsonl"]
     )
-    runs = [_materialize(env, key) for key in keys]  # default multiprocess executor
-    outputs = [run.communicate(timeout=300)[0].decode() for run in runs]
-    for run, output in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, output[-3000:]
-        assert "Could not set lock" not in output
+    database = Path(env["ARK_DATA_DIR"]) / "warehouse.duckdb"
+    with step_holding_the_lock(database, 600) as holder:
+        runs = [_materialize(env, key, *IN_PROCESS) for key in keys]
+        logs = [_Log(run) for run in runs]
+        for log in logs:
+            log.wait_for(f"is held by pid {holder.pid} ")
+    for run, log in zip(runs, logs, strict=True):
+        assert run.wait(timeout=300) == 0, log.text()[-3000:]
+        assert "Could not set lock" not in log.text()
     counts = dict(_rows(env, "select batch, count(*) from ark.tagged_dialogues group by 1"))
     assert counts == {key: 300 for key in keys}
+
+
+class _Log:
+    """A run's output, read as it comes."""
+
+    def __init__(self, run: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        assert run.stdout is not None
+        stdout = run.stdout
+        self.reader = threading.Thread(
+            target=lambda: self.lines.extend(line.decode() for line in stdout), daemon=True
+        )
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"never logged {text!r}: {self.text()[-3000:]}"
+            time.sleep(0.2)
+
+    def text(self) -> str:
+        self.reader.join(timeout=10)
+        return "".join(self.lines)
 
 
 def _lock_is_held(env: dict[str, str]) -> bool:
@@ -100,12 +133,11 @@ def _lock_is_held(env: dict[str, str]) -> bool:
 def test_kill_9_during_a_warehouse_write_then_rerun(env: dict[str, str], tmp_path: Path) -> None:
     big = write_jsonl(tmp_path / "big.jsonl", 5_000)
     (key,) = _register(env, [big])
-    in_process = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
-    first = _materialize(env, key, *in_process)
+    first = _materialize(env, key, *IN_PROCESS)
     assert first.wait(timeout=300) == 0
     expected = _rows(env, f"select count(*) from ark.raw_dialogues where batch = '{key}'")
 
-    victim = _materialize(env, key, *in_process)
+    victim = _materialize(env, key, *IN_PROCESS)
     deadline = time.monotonic() + 240
     while not _lock_is_held(env) and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -117,7 +149,7 @@ def test_kill_9_during_a_warehouse_write_then_rerun(env: dict[str, str], tmp_pat
     for table in ("raw_dialogues", "tagged_dialogues"):
         # The interrupted transaction rolled back: the batch is whole, never half-written.
         assert _rows(env, _count_sql(table, key)) == whole
-    rerun = _materialize(env, key, *in_process)
+    rerun = _materialize(env, key, *IN_PROCESS)
     assert rerun.wait(timeout=300) == 0
     assert _rows(env, _count_sql("raw_dialogues", key)) == [(5_000, 5_000)] == whole
 
