@@ -220,6 +220,10 @@ of row 4's model; measured once by hand on this machine, not part of this bench)
 compile the first step, then 89–100 tokens/s per step against 99–123 eager on the same seven
 lengths (1,250–1,820 tokens), with the peak at 3,146 MiB against 4,305 (its partitioner
 recomputes the cheap operations): slower, and the compile alone outlasts this whole run.
+Selective recompute (torch's selective checkpointing over each decoder layer, saving the matrix
+products' and attention's outputs and recomputing the rest; measured the same way): peak 3,604
+MiB against 4,305 and 7% slower (100.6 against 108.2 tokens/s over the seven steps), so neither
+within MedArk's memory nor nearer 3×.
 """
 
 
