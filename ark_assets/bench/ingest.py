@@ -231,8 +231,8 @@ even a perfect split over two cores would leave it near 2.8× the loop).
 
 Why 2× is out of reach on this machine: DuckDB's share alone (appending and committing the rows,
 {store:.2f} s at {first:,} dialogues in this run) is {store_ratio:.1f}× the whole bare loop, and the
-Python work per dialogue that the loop does not do (every text checked, two digests over every
-text, `turns_json` re-encoded: {read:.2f} s) is {read_ratio:.1f}× the loop again. The largest single step left in the profile is
+read phase, with its parse and the work the loop does not do (every text checked, two digests
+over every text, `turns_json` re-encoded: {read:.2f} s), is {read_ratio:.1f}× the loop by itself. The largest single step left in the profile is
 the `repr` behind the whole-dialogue digest (about 1 s), and that text defines the digest every
 stored dialogue already has; the rest is spread over steps of 0.2–0.8 s each.
 
