@@ -181,10 +181,9 @@ def _report(sizes: list[int], runs: list[tuple[int, float, dict, dict]], repeats
         )
     table = "\n".join(rows)
     summary = "\n".join(lines)
-    first, _, bare, ark = runs[0]
-    store = ark["phases"][STORE_PHASE]
-    read = ark["phases"][READ_PHASE]
-    store_ratio, read_ratio = store / bare["seconds"], read / bare["seconds"]
+    first, _, first_bare, first_ark = runs[0]
+    store, read = first_ark["phases"][STORE_PHASE], first_ark["phases"][READ_PHASE]
+    store_ratio, read_ratio = store / first_bare["seconds"], read / first_bare["seconds"]
     return f"""## Ingest: generated dialogues, ark-assets against a bare parse-and-hash loop
 
 Command: `python -m ark_assets.bench.ingest --dialogues {",".join(map(str, sizes))} --repeats
@@ -227,14 +226,15 @@ but the total rose, 13.98 / 13.76 s against 12.01 / 13.19 s, with 80–100 MiB m
 the parse slowed by a third contending for the GIL and the cores, CPU time 16.6 s against
 14.0 s). Not tried: worker processes for the chunks (each adds its own interpreter's memory to
 the step's peak, near the memory goal already; and the step already spends 14 CPU-seconds, so
-even a perfect split over two cores would leave it near 2.8× the loop).
+even a perfect split over two cores would leave it near 3× the loop).
 
 Why 2× is out of reach on this machine: DuckDB's share alone (appending and committing the rows,
 {store:.2f} s at {first:,} dialogues in this run) is {store_ratio:.1f}× the whole bare loop, and the
 read phase, with its parse and the work the loop does not do (every text checked, two digests
-over every text, `turns_json` re-encoded: {read:.2f} s), is {read_ratio:.1f}× the loop by itself. The largest single step left in the profile is
-the `repr` behind the whole-dialogue digest (about 1 s), and that text defines the digest every
-stored dialogue already has; the rest is spread over steps of 0.2–0.8 s each.
+over every text, `turns_json` re-encoded: {read:.2f} s), is {read_ratio:.1f}× the loop by itself.
+The largest single step left in the profile is the `repr` behind the whole-dialogue digest
+(about 1 s), and that text defines the digest every stored dialogue already has; the rest is
+spread over steps of 0.2–0.8 s each.
 
 Peak memory grows with a batch's rows, not with its text, and slowly: the text streams in
 chunks under DuckDB's cap, while the tagging step holds every dialogue's keys at once (its record
