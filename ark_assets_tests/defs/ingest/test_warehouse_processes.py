@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from ark_assets.lib.ingest.inbox import copy_into
 from ark_assets.testing.dialogues import write_jsonl
 from ark_assets_tests.conftest import SAMPLES
-from ark_assets_tests.lib.warehouse.holders import step_holding_the_lock
+from ark_assets_tests.lib.warehouse.holders import RunOutput, step_holding_the_lock
 
 REPO = Path(__file__).resolve().parents[3]
 INGEST = "raw_dialogues,quarantined_records,tagged_dialogues,tag_collisions"
@@ -84,7 +83,7 @@ def test_two_batches_materialize_at_once_without_lock_errors(env: dict[str, str]
     database = Path(env["ARK_DATA_DIR"]) / "warehouse.duckdb"
     with step_holding_the_lock(database, 600) as holder:
         runs = [_materialize(env, key, *IN_PROCESS) for key in keys]
-        logs = [_Log(run) for run in runs]
+        logs = [RunOutput(run) for run in runs]
         for log in logs:
             log.wait_for(f"is held by pid {holder.pid} ")
     for run, log in zip(runs, logs, strict=True):
@@ -92,29 +91,6 @@ def test_two_batches_materialize_at_once_without_lock_errors(env: dict[str, str]
         assert "Could not set lock" not in log.text()
     counts = dict(_rows(env, "select batch, count(*) from ark.tagged_dialogues group by 1"))
     assert counts == {key: 300 for key in keys}
-
-
-class _Log:
-    """A run's output, read as it comes."""
-
-    def __init__(self, run: subprocess.Popen) -> None:
-        self.lines: list[str] = []
-        assert run.stdout is not None
-        stdout = run.stdout
-        self.reader = threading.Thread(
-            target=lambda: self.lines.extend(line.decode() for line in stdout), daemon=True
-        )
-        self.reader.start()
-
-    def wait_for(self, text: str, timeout_s: float = 300) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not any(text in line for line in self.lines):
-            assert time.monotonic() < deadline, f"never logged {text!r}: {self.text()[-3000:]}"
-            time.sleep(0.2)
-
-    def text(self) -> str:
-        self.reader.join(timeout=10)
-        return "".join(self.lines)
 
 
 def _lock_is_held(env: dict[str, str]) -> bool:

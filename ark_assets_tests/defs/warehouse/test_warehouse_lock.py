@@ -9,28 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import dagster as dg
 
 from ark_assets_tests.conftest import SAMPLES
 from ark_assets_tests.defs.warehouse.conftest import Built
-from ark_assets_tests.lib.warehouse.holders import outside_session
+from ark_assets_tests.lib.warehouse.holders import RunOutput, outside_session
 
 REPO = Path(__file__).resolve().parents[3]
 # A Python step (the knowledge base's two tables) and the dbt step (models not downstream of
 # it) in one run: the multiprocess executor starts both at once.
 PYTHON_STEP = ("kb_sources", "kb_quarantined_records")
 DBT_STEP = ("stg_raw_dialogues", "stg_quarantined_records", "dialogue_stats", "quarantine_rates")
-
-
-def _wait_for(lines: list[str], *texts: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not all(any(t in line for line in lines) for t in texts):
-        assert time.monotonic() < deadline, f"never logged {texts}: {''.join(lines)[-3000:]}"
-        time.sleep(0.5)
 
 
 def test_a_multiprocess_run_never_sees_a_lock_error(built: Built, tmp_path: Path) -> None:
@@ -44,18 +35,15 @@ def test_a_multiprocess_run_never_sees_a_lock_error(built: Built, tmp_path: Path
     env = {**os.environ, "DAGSTER_HOME": str(home), "ARK_DATA_DIR": str(data)}
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m",
                "ark_assets.definitions", "--select", ",".join(PYTHON_STEP + DBT_STEP)]  # fmt: skip
-    lines: list[str] = []
     with outside_session(data / "warehouse.duckdb", 600) as session:
         run = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        reader = threading.Thread(target=lambda: lines.extend(run.stdout or []), daemon=True)
-        reader.start()
+        log = RunOutput(run)
         # One step holds the lock and waits for the session; the other waits for that step.
-        _wait_for(lines, f"(PID {session.pid})", "is held by pid")
-    assert run.wait(timeout=600) == 0, "".join(lines)[-4000:]
-    reader.join(timeout=10)
-    output = "".join(lines)
+        log.wait_for(f"(PID {session.pid})", "is held by pid")
+    assert run.wait(timeout=600) == 0, log.text()[-4000:]
+    output = log.text()
     assert "Could not set lock" not in output and "STEP_FAILURE" not in output
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for key in (*PYTHON_STEP, *DBT_STEP):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -50,3 +52,31 @@ def step_holding_the_lock(
 ) -> AbstractContextManager[subprocess.Popen[str]]:
     """A process holding a platform connection (the warehouse lock) for ``seconds``."""
     return _holding(_STEP, database, seconds)
+
+
+class RunOutput:
+    """A process's output (stdout, text or bytes), read as it comes by a thread of its own."""
+
+    def __init__(self, run: subprocess.Popen) -> None:
+        assert run.stdout is not None
+        stdout = run.stdout
+        self.lines: list[str] = []
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(
+                line.decode() if isinstance(line, bytes) else line for line in stdout
+            ),
+            daemon=True,
+        )
+        self._reader.start()
+
+    def wait_for(self, *texts: str, timeout_s: float = 300) -> None:
+        """Until every one of ``texts`` has been printed (each on some line)."""
+        deadline = time.monotonic() + timeout_s
+        while not all(any(t in line for line in self.lines) for t in texts):
+            assert time.monotonic() < deadline, f"never logged {texts}: {self.text()[-3000:]}"
+            time.sleep(0.2)
+
+    def text(self) -> str:
+        """What was printed so far (all of it once the process has ended)."""
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
