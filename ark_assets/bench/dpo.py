@@ -41,6 +41,7 @@ from ark_assets.bench.report import machine_description, write_section
 from ark_assets.defs.resources import data_dir
 from ark_assets.lib.ingest.inbox import safe_name
 from ark_assets.lib.training import SMOLLM2
+from ark_assets.lib.training.allocator import ALLOCATOR_ENV
 
 COMMAND = "python -m ark_assets.bench.dpo"
 MODELS = ("smollm2", "qwen2.5-1.5b-random")
@@ -176,6 +177,8 @@ def train(name: str, overrides: dict[str, Any], common: dict[str, Any], root: Pa
     path = root / f"{safe_name(name)}.json"
     path.write_text(settings.model_dump_json())
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PIPES")}
+    if name == MEDARK:
+        env[ALLOCATOR_ENV] = "system"  # MedArk's process: the C library's malloc
     out = subprocess.run(
         [sys.executable, "-m", "ark_assets.lib.training.dpo_train", str(path)],
         check=False,
@@ -250,7 +253,10 @@ def report(
         f"Data: {data}; tokens of prompt + the longer completion per pair: mean "
         f"{sum(lengths) / max(len(lengths), 1):.0f}, max {max(lengths, default=0)}.",
         f"Every recipe: one epoch over the same pairs, seed {SEED}, learning rate "
-        f"{LEARNING_RATE:g}, beta {BETA}, sigmoid loss, cosine schedule; each in its own process.",
+        f"{LEARNING_RATE:g}, beta {BETA}, sigmoid loss, cosine schedule; each in its own process, "
+        "MedArk's under the C library's malloc, ours under the trainers' default (as reported: "
+        + ", ".join(f"{name}: {r.get('allocator', '?')}" for name, r in results.items())
+        + ").",
         "",
         f"| recipe | steps | seconds | useful tokens | processed tokens | useful / processed | "
         f"useful tokens/s | vs MedArk's | {memory} | final loss | mean loss | "

@@ -5,7 +5,8 @@
 
 Runs on a bare CUDA machine with torch, transformers (its Trainer brings accelerate) and peft,
 from the checkout's root with no install: it imports nothing of ark-assets but
-``lib/training/sft_step.py`` and ``bench/report.py``, which need nothing else (a test checks).
+``lib/training/sft_step.py``, ``lib/training/lean_layers.py`` and ``bench/report.py``, which
+need nothing else (a test checks).
 
 Model: random weights in the Qwen2.5-1.5B-Instruct shape (``--tiny``: 2 layers, hidden 64), the
 full 151,936-token vocabulary; throughput does not depend on the weights. Examples: the lengths
@@ -24,7 +25,8 @@ Recipes, one after the other in this process, on the same examples:
   example (``sft_step.packed_sdpa``: SDPA's causal kernel per example, no flash-attn wheel
   needed), the LM head and loss over labelled positions only in chunks (``sft_step``'s fused
   linear cross-entropy in plain torch: liger-kernel and cut-cross-entropy would have to be
-  carried as wheels, and liger's needs Triton kernels a CPU test cannot run), no recompute;
+  carried as wheels, and liger's needs Triton kernels a CPU test cannot run), LoRA's dropout
+  and the MLP keeping less for backward (``lean_layers``, as ``sft_adapter``), no recompute;
   at MedArk's LoRA targets and at ours, and with one lever put back each (recompute, the
   full-vocabulary loss).
 
@@ -58,6 +60,7 @@ from transformers import (
 )
 
 from ark_assets.bench.report import machine_description, write_section
+from ark_assets.lib.training.lean_layers import make_lean
 from ark_assets.lib.training.sft_step import (
     IGNORE_INDEX,
     LORA_TARGETS,
@@ -314,6 +317,7 @@ def run_ours(
     warmup: int,
 ) -> Measured:
     model = lora(build_model(config, device, PACKED_ATTENTION), recipe.lora_targets)
+    make_lean(model)  # as sft_adapter: LoRA's dropout and the MLP keep less for backward
     if recipe.recompute:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

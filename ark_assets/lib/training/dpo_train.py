@@ -31,6 +31,7 @@ from pydantic import Field
 
 from ark_assets.lib.artifacts import atomic_directory
 from ark_assets.lib.hashing import sha256_tree
+from ark_assets.lib.training.allocator import running_allocator, use_wanted_allocator
 from ark_assets.lib.training.curves import plot_curves
 from ark_assets.lib.training.sft_train import (
     RunSettings,
@@ -274,6 +275,7 @@ def train(settings: DpoSettings, reporter: _Reporter) -> dict[str, Any]:
         "useful_ratio": counter.useful / counter.processed if counter.processed else None,
         "train_seconds": seconds,
         "useful_tokens_per_s": counter.useful / seconds if seconds else None,
+        "allocator": running_allocator(),
         "peak_memory_mib": peak,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "dtype": "bf16" if bf16 else "fp32",
@@ -296,4 +298,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_wanted_allocator(__spec__.name)  # before Pipes opens: it may re-execute
     main()

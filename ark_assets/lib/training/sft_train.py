@@ -15,6 +15,10 @@ No example of ours is padded to a fixed length: ``batching = "length_grouped"`` 
 into batches of similar length and pads each batch only to its longest member;
 ``"padding_free"`` concatenates a batch into one row with position ids (needs flash-attention
 kernels, i.e. a GPU); ``"pad_to_max"`` pads every example to ``max_length`` as MedArk does.
+
+Ours also keeps less for the backward pass (``lean_activations``, ``lean_layers``) and runs
+under tcmalloc where the machine has it (``allocator``): without recompute, the saved
+activations and the allocator's slack are most of a CPU step's peak memory.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from pydantic import BaseModel, Field, model_validator
 from ark_assets.lib.artifacts import atomic_directory
 from ark_assets.lib.compliance.provenance import BUILT_WITH, build_environment
 from ark_assets.lib.hashing import sha256_tree
+from ark_assets.lib.training.allocator import running_allocator, use_wanted_allocator
 from ark_assets.lib.training.curves import plot_curves
+from ark_assets.lib.training.lean_layers import make_lean
 from ark_assets.lib.training.runs import SETTINGS_EXTRA
 from ark_assets.lib.training.sft_step import (
     LORA_TARGETS,
@@ -129,6 +135,12 @@ class SftSettings(RunSettings):
         description="ark: trl's SFTTrainer, the LM head and loss over labelled positions only; "
         "medark: MedArk's trainer (transformers Trainer, the model's own loss over "
         "full-vocabulary logits at every position), with batching pad_to_max.",
+    )
+    lean_activations: bool = Field(
+        default=True,
+        description="Recipe ark only: LoRA's dropout and the SwiGLU MLP keep less for the "
+        "backward pass (lean_layers: the same maths, 1.9 GB less at 1,820 tokens with LoRA on "
+        "every projection); recipe medark runs peft and transformers as they are.",
     )
 
     @model_validator(mode="after")
@@ -395,6 +407,10 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
             )
         )
         trainer = _ark_trainer(settings, model, tokenizer, dataset, collator, arguments)
+    lean: dict[str, int] = {}
+    if settings.recipe == "ark" and settings.lean_activations:
+        lean = make_lean(trainer.model)
+        reporter.log(f"lean saved activations: {lean}")
     losses: list[dict[str, float]] = []
 
     class Progress(TrainerCallback):
@@ -447,6 +463,10 @@ def train(settings: SftSettings, reporter: _Reporter) -> dict[str, Any]:
         "useful_tokens_per_s": collator.useful / seconds if seconds else None,
         "lm_head_rows": head_rows.rows,
         "recipe": settings.recipe,
+        # Pipes metadata values are scalars or lists: the counts, not make_lean's dict
+        "lean_lora_modules": lean.get("lora_linear", 0),
+        "lean_mlp_modules": lean.get("swiglu_mlp", 0),
+        "allocator": running_allocator(),
         "peak_memory_mib": peak,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "dtype": "bf16" if bf16 else "fp32",
@@ -464,4 +484,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_wanted_allocator(__spec__.name)  # before Pipes opens: it may re-execute
     main()

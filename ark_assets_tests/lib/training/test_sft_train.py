@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from ark_assets.lib.training.allocator import tcmalloc_library
 from ark_assets.lib.training.render import examples_for, messages_for
 from ark_assets.lib.training.sft_train import SftSettings
 from ark_assets_tests.lib.training.paths import ask_path, tell_path
@@ -68,6 +69,8 @@ def test_trains_saves_reloads_and_generates(
     assert outcome["global_step"] == 2 and outcome["resumed_from"] is None
     assert outcome["useful_tokens"] <= outcome["processed_tokens"]
     assert len(outcome["loss_curve"]) == 2
+    assert (outcome["lean_lora_modules"], outcome["lean_mlp_modules"]) == (7 * 2, 2)  # 2 layers
+    assert outcome["allocator"] == ("tcmalloc" if tcmalloc_library() else "system")
     card = json.loads((tmp_path / "adapter" / "training_card.json").read_text())
     assert card["global_step"] == 2
 
