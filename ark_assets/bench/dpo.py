@@ -41,7 +41,7 @@ from ark_assets.bench.report import machine_description, write_section
 from ark_assets.defs.resources import data_dir
 from ark_assets.lib.ingest.inbox import safe_name
 from ark_assets.lib.training import SMOLLM2
-from ark_assets.lib.training.allocator import ALLOCATOR_ENV
+from ark_assets.lib.training.allocator import SYSTEM_ALLOCATOR_ENV
 
 COMMAND = "python -m ark_assets.bench.dpo"
 MODELS = ("smollm2", "qwen2.5-1.5b-random")
@@ -178,7 +178,7 @@ def train(name: str, overrides: dict[str, Any], common: dict[str, Any], root: Pa
     path.write_text(settings.model_dump_json())
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_PIPES")}
     if name == MEDARK:
-        env[ALLOCATOR_ENV] = "system"  # MedArk's process: the C library's malloc
+        env.update(SYSTEM_ALLOCATOR_ENV)  # MedArk's process: the C library's malloc
     out = subprocess.run(
         [sys.executable, "-m", "ark_assets.lib.training.dpo_train", str(path)],
         check=False,

@@ -45,7 +45,7 @@ from ark_assets.bench.report import machine_description, write_section
 from ark_assets.defs.resources import data_dir
 from ark_assets.lib.ingest.inbox import safe_name
 from ark_assets.lib.training import SMOLLM2
-from ark_assets.lib.training.allocator import ALLOCATOR_ENV
+from ark_assets.lib.training.allocator import ALLOCATOR_ENV, SYSTEM_ALLOCATOR_ENV
 
 COMMAND = "python -m ark_assets.bench.sft"
 DEFAULT_EXAMPLES = 6  # seven runs in about 18 minutes on 2 idle cores with SmolLM2
@@ -69,10 +69,9 @@ MEDARK_RECIPE: dict[str, Any] = {
     "lora": {"preset": "medark"},
     "lean_activations": False,  # MedArk's runs peft and transformers as they are
 }
-SYSTEM_ALLOCATOR = {ALLOCATOR_ENV: "system"}  # MedArk's process: the C library's malloc
 LADDER = (
     Rung("MedArk's recipe (Trainer, full-vocabulary loss, pad to 2048, recompute, LoRA q/v)",
-         MEDARK_RECIPE, SYSTEM_ALLOCATOR),
+         MEDARK_RECIPE, SYSTEM_ALLOCATOR_ENV),
     Rung("+ LM head and loss on labelled positions only", {"recipe": "ark"}),
     Rung("+ no padding (exact length)", {"batching": "length_grouped"}),
     Rung("+ no recompute", {"gradient_checkpointing": False}),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 ALLOCATOR_ENV = "ARK_TRAINER_ALLOCATOR"
 ALLOCATORS = ("tcmalloc", "system")
+SYSTEM_ALLOCATOR_ENV = {ALLOCATOR_ENV: "system"}  # how the benches run MedArk's recipes
 # Set on the re-executed process: a preload that failed (the loader only warns) is not retried.
 _TRIED_ENV = "ARK_TRAINER_ALLOCATOR_TRIED"
 

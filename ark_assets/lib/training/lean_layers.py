@@ -44,11 +44,54 @@ def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
     return draws.bitwise_and_(2**MASK_BITS - 1) < round(p * 2**MASK_BITS)
 
 
+def _lora_forward(
+    ctx: Any,
+    base: torch.Tensor,
+    x: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    p: float,
+    scaling: float,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``base + lora_B(lora_A(dropout(x))) · scaling``, its dropout mask and its rank-r product.
+    Dropout's 1/(1-p) and the scaling go on the rank-r side and the sum with ``base`` is the
+    matmul's own accumulation: no pass over a full-width tensor is spent on either."""
+    drop = dropout_mask(x, p) if p > 0 else None
+    dropped = x if drop is None else torch.where(drop, 0.0, x)
+    low_rank = dropped.to(a.dtype) @ a.t()
+    ctx.scale = scaling / (1.0 - p)
+    out = torch.addmm(_rows(base.to(a.dtype)), _rows(low_rank), b.t(), alpha=ctx.scale)
+    return out.view(base.shape).to(base.dtype), drop, low_rank
+
+
+def _lora_backward(
+    ctx: Any,
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    drop: torch.Tensor | None,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    low_rank: torch.Tensor,
+    need_x: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The gradients of ``_lora_forward``'s adapter: for ``a``, ``b`` and (if ``need_x``) the
+    adapter's part of ``x``'s, dropped positions zero. Under autocast the forward's products
+    ran in its dtype; the backward, which autocast does not reach, runs in the incoming
+    gradient's (autograd casts each result back to its input's dtype)."""
+    a, b, x, low_rank = (t.to(grad.dtype) for t in (a, b, x, low_rank))
+    grad_b = (_rows(grad).t() @ _rows(low_rank)).mul_(ctx.scale)
+    grad_low_rank = grad @ (b * ctx.scale)
+    dropped = x if drop is None else torch.where(drop, 0.0, x)
+    grad_a = _rows(grad_low_rank).t() @ _rows(dropped)
+    if not need_x:
+        return grad_a, grad_b, None
+    grad_x = grad_low_rank @ a
+    return grad_a, grad_b, grad_x if drop is None else torch.where(drop, 0.0, grad_x)
+
+
 class LoraDelta(torch.autograd.Function):
     """``base + lora_B(lora_A(dropout(x))) · scaling`` as peft computes it, keeping ``x``, a
-    bool mask and the rank-r product for the backward pass. Dropout's 1/(1-p) and the scaling
-    are applied to the rank-r side, and the sum with the base layer's output is the matmul's
-    own accumulation, so no pass over a full-width tensor is spent on either."""
+    bool mask and the rank-r product for the backward pass."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -60,31 +103,15 @@ class LoraDelta(torch.autograd.Function):
         p: float,
         scaling: float,
     ) -> torch.Tensor:
-        drop = dropout_mask(x, p) if p > 0 else None
-        dropped = x if drop is None else torch.where(drop, 0.0, x)
-        scale = scaling / (1.0 - p)
-        low_rank = dropped @ a.t()
+        out, drop, low_rank = _lora_forward(ctx, base, x, a, b, p, scaling)
         ctx.save_for_backward(x, drop, a, b, low_rank)
-        ctx.scale = scale
-        out = torch.addmm(_rows(base), _rows(low_rank), b.t(), alpha=scale)
-        return out.view(base.shape)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, drop, a, b, low_rank = ctx.saved_tensors
-        # Under autocast the forward's products ran in its dtype; the backward, which autocast
-        # does not reach, runs in the incoming gradient's (autograd casts each result back).
-        dtype = grad.dtype
-        a, b, x, low_rank = a.to(dtype), b.to(dtype), x.to(dtype), low_rank.to(dtype)
-        grad_b = (_rows(grad).t() @ _rows(low_rank)).mul_(ctx.scale)
-        grad_low_rank = grad @ (b * ctx.scale)
-        dropped = x if drop is None else torch.where(drop, 0.0, x)
-        grad_a = _rows(grad_low_rank).t() @ _rows(dropped)
-        grad_x = None
-        if ctx.needs_input_grad[1]:
-            grad_x = grad_low_rank @ a
-            if drop is not None:
-                grad_x = torch.where(drop, 0.0, grad_x)
+        need_x = ctx.needs_input_grad[1]
+        grad_a, grad_b, grad_x = _lora_backward(ctx, grad, x, drop, a, b, low_rank, need_x)
         return grad, grad_x, grad_a, grad_b, None, None
 
 
@@ -122,31 +149,20 @@ class SwiGLULoraDown(torch.autograd.Function):
         scaling: float,
     ) -> torch.Tensor:
         hidden = F.silu(gate) * up
-        base = F.linear(hidden, weight, bias)
-        drop = dropout_mask(hidden, p) if p > 0 else None
-        dropped = hidden if drop is None else torch.where(drop, 0.0, hidden)
-        low_rank = dropped.to(a.dtype) @ a.t()
-        del hidden, dropped
+        out, drop, low_rank = _lora_forward(
+            ctx, F.linear(hidden, weight, bias), hidden, a, b, p, scaling
+        )
         ctx.save_for_backward(gate, up, drop, weight, a, b, low_rank)
-        ctx.scale = scaling / (1.0 - p)
-        out = torch.addmm(_rows(base.to(a.dtype)), _rows(low_rank), b.t(), alpha=ctx.scale)
-        return out.view(base.shape).to(base.dtype)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         gate, up, drop, weight, a, b, low_rank = ctx.saved_tensors
-        dtype = grad.dtype
-        gate, up, weight = gate.to(dtype), up.to(dtype), weight.to(dtype)
-        a, b, low_rank = a.to(dtype), b.to(dtype), low_rank.to(dtype)
+        gate, up, weight = gate.to(grad.dtype), up.to(grad.dtype), weight.to(grad.dtype)
         activated = F.silu(gate)
         hidden = activated * up
-        dropped = hidden if drop is None else torch.where(drop, 0.0, hidden)
-        grad_b = (_rows(grad).t() @ _rows(low_rank)).mul_(ctx.scale)
-        grad_low_rank = grad @ (b * ctx.scale)
-        grad_a = _rows(grad_low_rank).t() @ _rows(dropped)
-        lora_grad = grad_low_rank @ a
-        if drop is not None:
-            lora_grad = torch.where(drop, 0.0, lora_grad)
+        grad_a, grad_b, lora_grad = _lora_backward(ctx, grad, hidden, drop, a, b, low_rank)
+        assert lora_grad is not None  # need_x defaults to True
         grad_hidden = torch.addmm(_rows(lora_grad), _rows(grad), weight).view(hidden.shape)
         grad_up = grad_hidden * activated
         grad_gate = torch.ops.aten.silu_backward(grad_hidden * up, gate)

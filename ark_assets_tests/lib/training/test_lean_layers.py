@@ -91,31 +91,34 @@ def test_with_dropout_on_it_keeps_far_less_for_backward(base) -> None:
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads.values())
 
 
+def _leaf(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+def _assert_same_values_and_gradients(
+    out: torch.Tensor, reference: torch.Tensor, inputs: dict[str, torch.Tensor]
+) -> None:
+    torch.testing.assert_close(out, reference)
+    upstream = torch.randn_like(out)
+    got = torch.autograd.grad(out, tuple(inputs.values()), upstream)
+    want = torch.autograd.grad(reference, tuple(inputs.values()), upstream)
+    for name, g, w in zip(inputs, got, want, strict=True):
+        torch.testing.assert_close(g, w, msg=name)
+
+
 def test_the_delta_is_peft_s_with_the_same_mask() -> None:
     """Forward and every gradient against the reference formula under the drawn mask."""
-
-    def leaf(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-
-    base_out, x, a, b = leaf(3, 5, 8), leaf(3, 5, 16), leaf(4, 16), leaf(8, 4)
+    base_out, x, a, b = _leaf(3, 5, 8), _leaf(3, 5, 16), _leaf(4, 16), _leaf(8, 4)
     torch.manual_seed(5)
     out = LoraDelta.apply(base_out, x, a, b, 0.3, 2.0)
     torch.manual_seed(5)
     drop = dropout_mask(x, 0.3)
     reference = base_out + (torch.where(drop, 0.0, x) / 0.7) @ a.t() @ b.t() * 2.0
-    torch.testing.assert_close(out, reference)
-    upstream = torch.randn_like(out)
-    got = torch.autograd.grad(out, (base_out, x, a, b), upstream)
-    want = torch.autograd.grad(reference, (base_out, x, a, b), upstream)
-    for name, g, w in zip(("base", "x", "a", "b"), got, want, strict=True):
-        torch.testing.assert_close(g, w, msg=name)
+    _assert_same_values_and_gradients(out, reference, {"base": base_out, "x": x, "a": a, "b": b})
 
 
 def test_the_mlp_with_lora_on_down_is_peft_s_with_the_same_mask() -> None:
-    def leaf(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-
-    gate, up, a, b = leaf(2, 5, 16), leaf(2, 5, 16), leaf(4, 16), leaf(8, 4)
+    gate, up, a, b = _leaf(2, 5, 16), _leaf(2, 5, 16), _leaf(4, 16), _leaf(8, 4)
     weight, bias = torch.randn(8, 16, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
     torch.manual_seed(3)
     out = SwiGLULoraDown.apply(gate, up, weight, bias, a, b, 0.3, 2.0)
@@ -124,18 +127,11 @@ def test_the_mlp_with_lora_on_down_is_peft_s_with_the_same_mask() -> None:
     drop = dropout_mask(hidden, 0.3)
     dropped = torch.where(drop, 0.0, hidden) / 0.7
     reference = torch.nn.functional.linear(hidden, weight, bias) + dropped @ a.t() @ b.t() * 2.0
-    torch.testing.assert_close(out, reference)
-    upstream = torch.randn_like(out)
-    got = torch.autograd.grad(out, (gate, up, a, b), upstream)
-    want = torch.autograd.grad(reference, (gate, up, a, b), upstream)
-    for name, g, w in zip(("gate", "up", "a", "b"), got, want, strict=True):
-        torch.testing.assert_close(g, w, msg=name)
+    _assert_same_values_and_gradients(out, reference, {"gate": gate, "up": up, "a": a, "b": b})
 
 
 def test_the_swiglu_gradient_is_right() -> None:
-    gate = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
-    up = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(SwiGLU.apply, (gate, up))
+    assert torch.autograd.gradcheck(SwiGLU.apply, (_leaf(4, 9), _leaf(4, 9)))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
